@@ -1,0 +1,10 @@
+"""Official weight files -> modules: key tables, strict loading, clear errors."""
+
+from vidrefine.checkpoints.common import (
+    RawCheckpoint,
+    load_strict,
+    read_checkpoint,
+    save_safetensors,
+)
+
+__all__ = ["RawCheckpoint", "load_strict", "read_checkpoint", "save_safetensors"]
