@@ -1,0 +1,121 @@
+"""Temporal windows for clips of any length: a plan, blend weights, and a streaming slicer.
+
+The DiT was trained on 13 latent frames (49 pixel frames). Longer clips are cut into windows of
+`window_latent` latent frames that overlap by `overlap_latent`; shorter clips are padded with their
+last frame. Window starts are multiples of 4 frames so that latent j >= 1 of one window covers the
+same 4 pixel frames as latent j + (window_latent - overlap_latent) of the one before; latent 0 of a
+window stands for a single frame and is never fused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from vidrefine.errors import BadInput
+
+FRAMES_PER_LATENT = 4  # CogVideoX VAE temporal compression
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Window geometry in pixel frames: `frames` per window, consecutive starts `stride` apart."""
+
+    window_latent: int
+    overlap_latent: int
+
+    def __post_init__(self) -> None:
+        if self.window_latent < 2:
+            raise BadInput("window_latent must be at least 2")
+        if not 1 <= self.overlap_latent < self.window_latent:
+            raise BadInput("overlap_latent must be at least 1 and smaller than window_latent")
+
+    @property
+    def frames(self) -> int:
+        """Pixel frames per window: 1 + 4 (L - 1), e.g. 49 for 13 latent frames."""
+        return 1 + FRAMES_PER_LATENT * (self.window_latent - 1)
+
+    @property
+    def stride(self) -> int:
+        """Pixel frames between consecutive window starts."""
+        return FRAMES_PER_LATENT * (self.window_latent - self.overlap_latent)
+
+    @property
+    def overlap_frames(self) -> int:
+        """Pixel frames shared by consecutive windows: 1 + 4 (O - 1)."""
+        return self.frames - self.stride
+
+    def count(self, num_frames: int) -> int:
+        """Number of windows that cover `num_frames` frames."""
+        if num_frames <= self.frames:
+            return 1
+        return 1 + -(-(num_frames - self.frames) // self.stride)
+
+    def latent_fusion_weights(self) -> np.ndarray:
+        """Weight of the previous window's state for each overlapping latent j in [0, O).
+
+        Linear ramp 1 - j/O; latent 0 (a single frame, not a 4-frame group) keeps weight 0.
+        """
+        j = np.arange(self.overlap_latent, dtype=np.float64)
+        weights = 1.0 - j / self.overlap_latent
+        weights[0] = 0.0
+        return weights
+
+    def crossfade_weights(self) -> np.ndarray:
+        """Weight of the NEW window for each overlapping pixel frame; the old one gets 1 - w."""
+        n = self.overlap_frames
+        return np.arange(1, n + 1, dtype=np.float64) / (n + 1)
+
+
+@dataclass
+class WindowFrames:
+    """One window's pixel frames (padded to the window length) and the real frames' timestamps."""
+
+    index: int
+    start_frame: int
+    frames: np.ndarray  # (F, H, W, 3) uint8; frames past `real` repeat the last real frame
+    pts: np.ndarray  # (real,) int64
+    real: int
+    is_last: bool
+
+
+def _frames_of(chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, int]]:
+    for frames, pts in chunks:
+        for frame, stamp in zip(frames, pts, strict=True):
+            yield frame, int(stamp)
+
+
+def slice_windows(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], plan: WindowPlan
+) -> Iterator[WindowFrames]:
+    """Stream `(frames, pts)` chunks into overlapping windows; memory is one window of frames."""
+    frames_iter = _frames_of(chunks)
+    buffer: list[tuple[np.ndarray, int]] = []
+    start, index = 0, 0
+    lookahead = next(frames_iter, None)
+    while lookahead is not None:
+        buffer.append(lookahead)
+        lookahead = next(frames_iter, None)
+        if len(buffer) < plan.frames and lookahead is not None:
+            continue
+        is_last = lookahead is None
+        yield _make_window(buffer, plan, index, start, is_last)
+        if is_last:
+            return
+        buffer = buffer[plan.stride :]
+        start += plan.stride
+        index += 1
+
+
+def _make_window(
+    buffer: list[tuple[np.ndarray, int]], plan: WindowPlan, index: int, start: int, is_last: bool
+) -> WindowFrames:
+    real = len(buffer)
+    stacked = np.stack([frame for frame, _ in buffer])
+    if real < plan.frames:
+        pad = np.repeat(stacked[-1:], plan.frames - real, axis=0)
+        stacked = np.concatenate([stacked, pad])
+    pts = np.array([stamp for _, stamp in buffer], dtype=np.int64)
+    return WindowFrames(index, start, stacked, pts, real, is_last)
