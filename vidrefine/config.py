@@ -109,6 +109,7 @@ class RunConfig:
     timestep_rounding: str = "exact"  # "exact" | "bf16" (the original's rounded grid, spec §5.4)
     caption_prefix: str = ""  # the original script prepends "medium motion," (spec §5.6)
     seed: int = 0
+    posterior: str = "sample"  # "sample" (the original, spec §5.1) | "mean" of the VAE posterior
     # Precision and memory.
     dtype: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "fp16" | "fp32"
     vae_dtype: str = "auto"

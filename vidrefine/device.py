@@ -1,0 +1,37 @@
+"""Device and dtype policy: where models run and in which precision."""
+
+from __future__ import annotations
+
+import resource
+import sys
+
+import torch
+
+from vidrefine.errors import BadInput
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """`name` if given, else the first CUDA device, else the CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """Map a config dtype name to torch; "auto" is bf16 on CUDA and fp32 on the CPU."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise BadInput(f"dtype {name!r} is not one of auto, {', '.join(_DTYPES)}") from None
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak GPU memory allocated on `device`, or this process's peak RSS on the CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
