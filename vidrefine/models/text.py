@@ -130,6 +130,11 @@ class T5TextEncoder:
             raise BadCheckpoint(f"T5 text encoder in {folder} cannot be loaded: {err}") from err
         return cls(model.to(device), tokenizer, folder=folder, cache=cache)
 
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """The wrapped `T5EncoderModel` (None after `release`), e.g. for offloading."""
+        return self._model
+
     def _key(self, caption: str) -> CacheKey:
         return (caption, str(self.folder), str(self.dtype))
 
