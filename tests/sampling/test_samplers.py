@@ -322,3 +322,19 @@ def test_v_prediction_denoiser_uses_quantised_alpha_and_sampler_timestep_when_ca
     a_q = float(table[500])
     torch.testing.assert_close(out, a_q * x - math.sqrt(1 - a_q**2) * v, rtol=0, atol=1e-12)
     assert seen == [(437, 3)]
+
+
+def test_guiding_v_equals_guiding_x0_when_composed_for_stage1():
+    # stage I guides x0; v_prediction_denoiser(cfg_velocity(...)) guides v first (module docstring)
+    cond, uncond = texts()
+    x = rand(2, 3, 4, seed=36)
+    plain = toy_model([])
+    table = zero_snr_alphas()
+    a = float(table[300])
+    s_a = math.sqrt(1 - a * a)
+    x0_c, x0_u = a * x - s_a * plain(x, 300, cond), a * x - s_a * plain(x, 300, uncond)
+    guided = cfg_velocity(
+        lambda x, tau, text: plain(x, tau, text), cond, uncond, [1.0, 6.5], cond_first=False
+    )
+    out = v_prediction_denoiser(guided)(x, a, 300, 1)
+    torch.testing.assert_close(out, x0_u + 6.5 * (x0_c - x0_u), rtol=0, atol=1e-12)

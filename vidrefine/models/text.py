@@ -160,6 +160,8 @@ class T5TextEncoder:
 
     def encode(self, captions: list[str]) -> EncodedCaptions:
         """Embed `captions`, encoding only those not already in the cache (one batch)."""
+        if not captions:
+            raise ValueError("encode() needs at least one caption")
         todo = [c for c in dict.fromkeys(captions) if self._key(c) not in self.cache]
         if todo:
             hidden = self._run(todo)
