@@ -17,7 +17,7 @@ from einops import rearrange
 from torch import nn
 
 from vidrefine.config import DiTConfig
-from vidrefine.models.rope import apply_rope
+from vidrefine.models.rope import rotate_video_tokens
 
 # LayerNorm epsilons (spec §2.1, §3.5, §3.7): SAT's transformer norms use 1e-5, qk-LN and
 # norm_final use 1e-6 (pitfall 13).
@@ -104,18 +104,10 @@ class JointAttention(nn.Module):
         q, k, v = rearrange(
             self.qkv(x), "b s (three n d) -> three b n s d", three=3, n=self.num_heads
         )
-        q = self._rotate_video(self.q_norm(q), text_len, cos, sin, v.dtype)
-        k = self._rotate_video(self.k_norm(k), text_len, cos, sin, v.dtype)
+        q = rotate_video_tokens(self.q_norm(q), text_len, cos, sin, v.dtype)
+        k = rotate_video_tokens(self.k_norm(k), text_len, cos, sin, v.dtype)
         o = F.scaled_dot_product_attention(q, k, v)  # (B, n, S, d), scale 1/sqrt(d), no mask
         return self.out(rearrange(o, "b n s d -> b s (n d)"))
-
-    @staticmethod
-    def _rotate_video(
-        x: torch.Tensor, text_len: int, cos: torch.Tensor, sin: torch.Tensor, dtype: torch.dtype
-    ) -> torch.Tensor:
-        """RoPE (fp32) on tokens >= text_len of `x` (B, n, S, d); text untouched; cast to dtype."""
-        text, video = x[:, :, :text_len], x[:, :, text_len:]
-        return torch.cat([text.to(dtype), apply_rope(video, cos, sin).to(dtype)], dim=2)
 
 
 class MLP(nn.Module):

@@ -61,3 +61,14 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """
     x = x.float()
     return x * cos + rotate_pairs(x) * sin
+
+
+def rotate_video_tokens(
+    x: torch.Tensor, text_len: int, cos: torch.Tensor, sin: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """RoPE on tokens >= `text_len` of q or k (B, heads, S, d); text tokens pass unrotated.
+
+    Both parts are cast to `dtype` (v's dtype), as the original casts q and k before attention.
+    """
+    text, video = x[:, :, :text_len], x[:, :, text_len:]
+    return torch.cat([text.to(dtype), apply_rope(video, cos, sin).to(dtype)], dim=2)
