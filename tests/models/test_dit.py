@@ -258,3 +258,17 @@ def test_layernorm_epsilons_follow_the_original_when_built() -> None:
     assert block.attn.q_norm.eps == block.attn.k_norm.eps == 1e-6
     assert model.final_norm.eps == 1e-5
     assert model.head.norm.eps == 1e-6
+
+
+@pytest.mark.parametrize(
+    ("cfg_name", "billions"), [("STAGE1_DIT", 5.57), ("STAGE2_DIT", 1.70)], ids=["stage1", "stage2"]
+)
+def test_parameter_count_matches_the_spec_when_built_at_full_size(
+    cfg_name: str, billions: float
+) -> None:
+    import vidrefine.config as config
+
+    with torch.device("meta"):
+        model = VideoDiT(getattr(config, cfg_name))
+    total = sum(p.numel() for p in model.parameters()) / 1e9
+    assert total == pytest.approx(billions, abs=0.01)  # spec §3.9
