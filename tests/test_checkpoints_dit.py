@@ -187,3 +187,12 @@ def test_lora_matrices_without_original_weights_are_refused_when_loading(tmp_pat
     official["transformer.layers.0.attention.dense.matrix_A.0"] = torch.zeros(4, 128)
     with pytest.raises(BadCheckpoint, match="LoRA"):
         load_dit(write_official(tmp_path / "bad_lora.pt", official))
+
+
+def test_structural_tensor_of_wrong_rank_is_refused_when_inferring_the_config(
+    tmp_path: Path,
+) -> None:
+    official = official_dit_tensors(stage2=True)
+    official["mixins.patch_embed.proj.weight"] = torch.zeros(128, 64)
+    with pytest.raises(BadCheckpoint, match=r"mixins\.patch_embed\.proj\.weight has shape"):
+        load_dit(write_official(tmp_path / "rank.pt", official))

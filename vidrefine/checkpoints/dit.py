@@ -91,20 +91,23 @@ def describe(cfg: DiTConfig, names: tuple[str, ...] = _INFERRED_FIELDS) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _shape(tensors: Mapping[str, torch.Tensor], key: str, where: str) -> tuple[int, ...]:
+def _shape(tensors: Mapping[str, torch.Tensor], key: str, where: str, ndim: int) -> tuple[int, ...]:
     if key not in tensors:
         raise BadCheckpoint(f"{where}: missing {key}, so this is not a FlashVideo DiT")
-    return tuple(tensors[key].shape)
+    shape = tuple(tensors[key].shape)
+    if len(shape) != ndim:
+        raise BadCheckpoint(f"{where}: {key} has shape {shape}; a FlashVideo DiT has {ndim} dims")
+    return shape
 
 
 def infer_dit_config(official: Mapping[str, torch.Tensor], where: str = "DiT") -> DiTConfig:
     """Infer the architecture from official-name tensors (prefix removed, LoRA merged)."""
-    hidden, in_channels, patch, _ = _shape(official, "mixins.patch_embed.proj.weight", where)
-    _, text_dim = _shape(official, "mixins.patch_embed.text_proj.weight", where)
-    time_embed_dim, _ = _shape(official, "time_embed.0.weight", where)
-    (head_dim,) = _shape(official, "mixins.adaln_layer.query_layernorm_list.0.weight", where)
-    inner, _ = _shape(official, "transformer.layers.0.mlp.dense_h_to_4h.weight", where)
-    out_dim, _ = _shape(official, "mixins.final_layer.linear.weight", where)
+    hidden, in_channels, patch, _ = _shape(official, "mixins.patch_embed.proj.weight", where, 4)
+    _, text_dim = _shape(official, "mixins.patch_embed.text_proj.weight", where, 2)
+    time_embed_dim, _ = _shape(official, "time_embed.0.weight", where, 2)
+    (head_dim,) = _shape(official, "mixins.adaln_layer.query_layernorm_list.0.weight", where, 1)
+    inner, _ = _shape(official, "transformer.layers.0.mlp.dense_h_to_4h.weight", where, 2)
+    out_dim, _ = _shape(official, "mixins.final_layer.linear.weight", where, 2)
     layers = {int(m.group(1)) for k in official if (m := _LAYER.match(k))}
     return DiTConfig(
         hidden_size=hidden,
