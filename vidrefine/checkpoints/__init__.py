@@ -6,5 +6,7 @@ from vidrefine.checkpoints.common import (
     read_checkpoint,
     save_safetensors,
 )
+from vidrefine.checkpoints.dit import DiTWeights, convert_dit, load_dit, read_dit_weights
 
 __all__ = ["RawCheckpoint", "load_strict", "read_checkpoint", "save_safetensors"]
+__all__ += ["DiTWeights", "convert_dit", "load_dit", "read_dit_weights"]
