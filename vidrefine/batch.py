@@ -17,7 +17,7 @@ from vidrefine.config import STAGE2_DIT, RunConfig
 from vidrefine.device import pick_device, resolve_dtype
 from vidrefine.errors import Interrupted, VidrefineError
 from vidrefine.jobs import file_identity
-from vidrefine.models.text import T5TextEncoder
+from vidrefine.models.text import TEXT_LENGTH, T5TextEncoder
 from vidrefine.progress import NullProgress, Progress
 from vidrefine.refine import JobResult, RefineJob, Refiner, StageTwoModels
 
@@ -51,10 +51,11 @@ def encode_captions(
                 encoded = encoder.encode([caption])
                 if encoded.truncated[0]:
                     progress.warn(
-                        f"caption cut to {encoder.max_length} tokens (T5 limit): "
+                        f"caption has {encoded.token_counts[0]} tokens and was cut to "
+                        f"{TEXT_LENGTH} (the T5 limit the models were trained with): "
                         f"{caption[:60]!r}..."
                     )
-                states[caption] = encoded.states[0:1].cpu()
+                states[caption] = encoded.embeddings[0:1].cpu()
                 bar.advance()
     finally:
         encoder.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 
@@ -27,6 +28,16 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         return _DTYPES[name]
     except KeyError:
         raise BadInput(f"dtype {name!r} is not one of auto, {', '.join(_DTYPES)}") from None
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """The original's precision: bf16/fp16 weights run under autocast on CUDA (spec §9.4).
+
+    LayerNorms then compute in fp32; on the CPU and in fp32 nothing changes.
+    """
+    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
 
 
 def peak_memory_bytes(device: torch.device) -> int:

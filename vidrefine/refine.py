@@ -1,4 +1,4 @@
-"""Stage-II orchestration: probe -> windows -> resize -> encode -> degrade -> sample -> decode -> write.
+"""Stage-II orchestration: probe, windows, resize, encode, degrade, sample, decode, write.
 
 Behaviour per flashvideo-spec §5; the window fusion and aspect handling are vidrefine's own (see
 docs/pipeline.md). Every step is a named function; `Refiner.refine` only wires them together.
@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from vidrefine.config import STAGE2_LATENT_SCALE, RunConfig
-from vidrefine.device import peak_memory_bytes, resolve_dtype
-from vidrefine.errors import BadInput
+from vidrefine.device import autocast_for, peak_memory_bytes
 from vidrefine.geometry import OutputGeometry, plan_geometry
 from vidrefine.io.atomic import check_output
 from vidrefine.io.probe import MediaInfo, probe
@@ -156,7 +155,7 @@ class Refiner:
     def _start_state(
         self, window: WindowFrames, plan: WindowPlan, geometry: OutputGeometry, vae_plan: VAEPlan
     ) -> torch.Tensor:
-        """Pixels -> model-size video -> latent z (scaled) -> degraded start x_0, (B, T, C, h, w)."""
+        """Pixels -> model-size video -> scaled latent z -> degraded start x_0 (B, T, C, h, w)."""
         video = frames_to_model_input(window.frames, geometry, self.models.device)
         generator = torch.Generator(device="cpu").manual_seed(
             self.config.seed * 1_000_003 + window.index
@@ -181,7 +180,7 @@ class Refiner:
         plan: WindowPlan,
         previous: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Integrate the flow from the degraded latent; fuse the overlap with the previous window."""
+        """Integrate the flow from the degraded latent, fusing the overlap with the last window."""
         cfg = self.config
         t_grid = shifted_grid(cfg.steps, cfg.shift, rounding=cfg.timestep_rounding)
         velocity = self._velocity(context, num_latent=x.shape[1])
@@ -211,7 +210,8 @@ class Refiner:
             index = index.reshape(1).expand(batch).to(x.device, dtype)
             frames = torch.full((batch,), float(num_latent), device=x.device, dtype=dtype)
             ref_step = torch.full((batch,), float(ref), device=x.device, dtype=dtype)
-            return models.dit(x, index, ctx, num_frames=frames, ref_step=ref_step)
+            with autocast_for(x.device, dtype):
+                return models.dit(x, index, ctx, num_frames=frames, ref_step=ref_step)
 
         cond = context.to(models.device, dtype)
         uncond = torch.zeros_like(cond)  # the original's unconditional branch (spec §7)
