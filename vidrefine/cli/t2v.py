@@ -84,7 +84,7 @@ def show_generators(env: Environment) -> None:
 
 
 @click.command(name="t2v")
-@click.option("--prompt", metavar="TEXT", help="One prompt (long scene descriptions work best).")
+@click.option("-p", "--prompt", metavar="TEXT", help="One prompt (long scene descriptions).")
 @click.option(
     "--prompt-file",
     type=click.Path(path_type=Path),

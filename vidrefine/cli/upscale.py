@@ -22,7 +22,7 @@ from vidrefine.errors import VidrefineError
     metavar="PATH",
     help="Output file (one input) or folder (several inputs or a folder) [beside each input].",
 )
-@click.option("--caption", metavar="TEXT", help="Describe the clip (long and detailed is best).")
+@click.option("-c", "--caption", metavar="TEXT", help="What the clip shows (long, detailed).")
 @click.option(
     "--caption-file",
     type=click.Path(path_type=Path),
