@@ -48,6 +48,8 @@ class CommandGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            raise  # `vidrefine presets | head`: click's main exits quietly on EPIPE
         except VidrefineError as exc:
             _fail(ctx, exc, str(exc), exc.exit_code)
         except KeyboardInterrupt as exc:
