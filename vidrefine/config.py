@@ -122,3 +122,6 @@ class RunConfig:
     vae_tile_latent: int = 0  # 0 = planned from the memory budget
     vae_tile_overlap_latent: int = 8
     vae_chunk_latent: int = 0  # 0 = planned from the memory budget
+    # Stage I (`vidrefine t2v`, spec §4).
+    stage1_cfg_scale: float = 8.0  # the original's stage-I guidance scale (spec §4.3, §9.2)
+    stage1_guidance: str = "dynamic"  # "dynamic" (monotone schedule) | "faithful" (spec §4.3 table)

@@ -1,0 +1,164 @@
+"""From `upscale` arguments to a list of jobs: inputs expanded, outputs named and checked,
+captions found. Nothing is written here; every problem is a one-line error before any work.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidrefine.errors import BadInput, OutputExists, OutputNotWritable
+
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts"}
+    | {".flv", ".wmv", ".3gp", ".ogv"}
+)
+OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov")
+
+
+@dataclass(frozen=True)
+class UpscaleJob:
+    """One clip to refine: where from, where to, and the caption to condition on."""
+
+    input: Path
+    output: Path
+    caption: str
+    caption_source: str  # "--caption", the caption file, or the sidecar path
+
+
+def expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], bool]:
+    """Files as given, folders as their video files (sorted, not recursive).
+
+    Returns the files and whether any input was a folder.
+    """
+    if not inputs:
+        raise BadInput("no input given: vidrefine upscale CLIP.mp4 [CLIP2.mp4 | FOLDER ...]")
+    files: list[Path] = []
+    any_folder = False
+    for path in inputs:
+        if path.is_dir():
+            any_folder = True
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                suffixes = " ".join(sorted(VIDEO_SUFFIXES))
+                raise BadInput(f"{path} holds no video files (looked for {suffixes})")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        elif path.exists():
+            raise BadInput(f"{path} is neither a file nor a folder")
+        else:
+            raise BadInput(f"{path} does not exist")
+    return list(dict.fromkeys(files)), any_folder
+
+
+def output_name(input_path: Path, size: str) -> str:
+    """`clip.avi` at size 1080p -> `clip_1080p.mp4`."""
+    return f"{input_path.stem}_{size.strip().lower()}.mp4"
+
+
+def plan_outputs(
+    files: list[Path], output_arg: str | None, any_folder: bool, size: str
+) -> list[Path]:
+    """Name one output per input: beside it, inside the -o folder, or the -o file itself.
+
+    `output_arg` is -o as typed: a trailing slash marks a folder that does not exist yet.
+    """
+    several = len(files) > 1 or any_folder
+    if output_arg is None:
+        if any_folder:
+            raise BadInput("a folder input needs -o FOLDER for the results")
+        return [f.with_name(output_name(f, size)) for f in files]
+    output = Path(output_arg).expanduser()
+    if several:
+        if output.suffix.lower() in VIDEO_SUFFIXES or output.is_file():
+            raise BadInput(
+                f"{len(files)} inputs need -o to be a folder, not the file {output}"
+                " (or give one input)"
+            )
+        return [output / output_name(f, size) for f in files]
+    if output.is_dir() or output_arg.endswith(("/", os.sep)):
+        return [output / output_name(files[0], size)]
+    if output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise BadInput(f"-o {output}: the output must end in {', '.join(OUTPUT_SUFFIXES)}")
+    return [output]
+
+
+def check_output(output: Path, *, input_path: Path, overwrite: bool) -> None:
+    """Refuse an output that is the input, exists without --overwrite, or cannot be written."""
+    if output.exists() and input_path.exists() and output.resolve() == input_path.resolve():
+        raise BadInput(f"output {output} is the input; choose another -o")
+    if output.is_dir():
+        raise BadInput(f"output {output} is a folder")
+    if output.exists() and not overwrite:
+        raise OutputExists(f"{output} exists; pass --overwrite to replace it")
+    ancestor = output.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputNotWritable(f"cannot write {output}: {ancestor} is not a writable folder")
+
+
+def read_caption_file(path: Path) -> str:
+    """A caption file's text with its whitespace (line breaks too) collapsed to single spaces."""
+    if not path.is_file():
+        raise BadInput(f"caption file {path} does not exist")
+    try:
+        text = " ".join(path.read_text(encoding="utf-8").split())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read caption file {path}: {exc}") from exc
+    if not text:
+        raise BadInput(f"caption file {path} is empty")
+    return text
+
+
+def sidecar_path(input_path: Path) -> Path:
+    """`clip.mp4` -> `clip.txt` beside it."""
+    return input_path.with_suffix(".txt")
+
+
+def find_caption(
+    input_path: Path, caption: str | None, caption_file: Path | None
+) -> tuple[str, str]:
+    """The caption for one input and where it came from: flag, file, or sidecar `clip.txt`."""
+    if caption is not None:
+        return " ".join(caption.split()), "--caption"
+    if caption_file is not None:
+        return read_caption_file(caption_file), str(caption_file)
+    sidecar = sidecar_path(input_path)
+    if sidecar.is_file():
+        return read_caption_file(sidecar), str(sidecar)
+    raise BadInput(
+        f"no caption for {input_path}: pass --caption TEXT or --caption-file FILE, or put one in "
+        f"{sidecar} (the model was trained on long, detailed descriptions)"
+    )
+
+
+def plan_upscale_jobs(
+    inputs: tuple[Path, ...],
+    output: str | None,
+    *,
+    caption: str | None,
+    caption_file: Path | None,
+    size: str,
+    overwrite: bool,
+) -> list[UpscaleJob]:
+    """Validate everything about the inputs and outputs and return the jobs, in input order."""
+    if caption is not None and caption_file is not None:
+        raise BadInput("give --caption or --caption-file, not both")
+    if caption_file is not None:
+        read_caption_file(caption_file)
+    files, any_folder = expand_inputs(inputs)
+    outputs = plan_outputs(files, output, any_folder, size)
+    seen: dict[Path, Path] = {}
+    jobs = []
+    for src, dst in zip(files, outputs, strict=True):
+        key = dst.resolve()
+        if key in seen:
+            raise BadInput(f"{seen[key]} and {src} would both be written to {dst}")
+        seen[key] = src
+        check_output(dst, input_path=src, overwrite=overwrite)
+        text, source = find_caption(src, caption, caption_file)
+        jobs.append(UpscaleJob(src, dst, text, source))
+    return jobs

@@ -1,0 +1,94 @@
+"""`vidrefine doctor`: what this installation has (torch, GPUs, codecs, weights) and lacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from vidrefine.cli.environment import Environment
+from vidrefine.weights import ALL_WEIGHTS, WeightFile, search_path
+
+ENCODERS = ("libx264", "libx265", "aac")
+
+
+def torch_rows() -> list[tuple[str, str]]:
+    """The torch version, CUDA availability and each GPU's memory."""
+    try:
+        import torch
+    except ImportError:
+        return [("torch", "not installed: pip install torch (CPU or a CUDA build)")]
+    rows = [("torch", torch.__version__)]
+    if not torch.cuda.is_available():
+        return [*rows, ("CUDA", "not available (runs on the CPU: slow)")]
+    rows.append(("CUDA", f"available ({torch.version.cuda})"))
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        rows.append((f"GPU {index}", f"{props.name}, {props.total_memory / 2**30:.1f} GiB"))
+    return rows
+
+
+def av_rows() -> list[tuple[str, str]]:
+    """PyAV version and whether the encoders vidrefine writes with exist."""
+    try:
+        import av
+    except ImportError:
+        return [("PyAV", "not installed: pip install av")]
+    rows = [("PyAV", f"{av.__version__} (FFmpeg {_ffmpeg_version(av)})")]
+    for name in ENCODERS:
+        try:
+            av.codec.Codec(name, "w")
+            state = "yes"
+        except ValueError:  # av.codec.codec.UnknownCodecError
+            state = "missing"
+        rows.append((f"encoder {name}", state))
+    return rows
+
+
+def _ffmpeg_version(av_module: object) -> str:
+    versions = getattr(av_module, "library_versions", {})
+    major, minor, micro = versions.get("libavformat", (0, 0, 0))
+    return f"libavformat {major}.{minor}.{micro}"
+
+
+def _size_text(path: Path) -> str:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return f"{sum(p.stat().st_size for p in files) / 1e9:.2f} GB"
+
+
+def weights_table(folders: list[Path], files: tuple[WeightFile, ...] = ALL_WEIGHTS) -> Table:
+    """One row per weight entry: where it was found (first folder wins) and its size."""
+    table = Table("weights", "needed by", "found in", "size", title="weights")
+    for weight in files:
+        needed = "t2v" if weight.key == "stage1" else "upscale, t2v"
+        folder = next((f for f in folders if weight.present_in(f)), None)
+        if folder is None:
+            table.add_row(weight.display_name, needed, "missing", f"~{weight.size_gb:.1f} GB")
+        else:
+            table.add_row(
+                weight.display_name, needed, str(folder), _size_text(folder / weight.name)
+            )
+    return table
+
+
+@click.command(name="doctor")
+@click.option(
+    "--weights",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Also look in this weights folder (first).",
+)
+@click.pass_obj
+def command(env: Environment, weights: Path | None) -> None:
+    """Check the installation: torch, GPUs, codecs, and which weights are found where."""
+    system = Table("component", "state", title="system", show_header=False)
+    for name, state in (*torch_rows(), *av_rows()):
+        system.add_row(name, state)
+    env.console.print(system)
+    folders = search_path(weights)
+    env.console.print("weights are looked for in (first wins):")
+    for index, folder in enumerate(folders, 1):
+        exists = "" if folder.is_dir() else " (does not exist)"
+        env.console.print(f"  {index}. {folder}{exists}")
+    env.console.print(weights_table(folders))

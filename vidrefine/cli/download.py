@@ -1,0 +1,50 @@
+"""`vidrefine download`: fetch the weight files from the Hugging Face Hub ahead of time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from vidrefine.cli.environment import Environment
+from vidrefine.errors import BadInput
+from vidrefine.weights import ALL_WEIGHTS, BY_KEY, WeightFile, resolve
+
+
+def parse_only(text: str | None) -> tuple[WeightFile, ...]:
+    """'vae,stage2' -> those entries; None -> all four."""
+    if text is None:
+        return ALL_WEIGHTS
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in BY_KEY]
+    if unknown or not keys:
+        raise BadInput(
+            f"--only {text!r}: unknown name(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(BY_KEY)}"
+        )
+    return tuple(BY_KEY[k] for k in dict.fromkeys(keys))
+
+
+@click.command(name="download")
+@click.option(
+    "--weights",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Download into this folder [$VIDREFINE_WEIGHTS, else the user cache].",
+)
+@click.option(
+    "--only",
+    metavar="NAMES",
+    help="Comma-separated subset of vae,stage2,t5,stage1 [all; upscale needs vae,stage2,t5].",
+)
+@click.option("--offline", is_flag=True, help="Only check what is present; never fetch.")
+@click.pass_obj
+def command(env: Environment, weights: Path | None, only: str | None, offline: bool) -> None:
+    """Fetch FlashVideo's weights and the T5 encoder (resumes an interrupted download)."""
+    files = parse_only(only)
+    found = resolve(files, weights_dir=weights, offline=offline, announce=env.note)
+    table = Table("weights", "path", title="weights ready")
+    for weight in files:
+        table.add_row(weight.display_name, str(found[weight.name]))
+    env.console.print(table)

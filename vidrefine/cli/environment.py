@@ -1,0 +1,93 @@
+"""The process environment as one injected object: streams, TTY facts, colour, progress.
+
+Commands print only through an `Environment`, so click's `CliRunner` tests see exactly what a
+user sees (the idea of httpie's `context.Environment`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TextIO
+
+from vidrefine.progress import Progress
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+PIPE_WIDTH = 120  # rich's width when output is not a terminal (tables would wrap at 80)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@dataclass
+class Environment:
+    """Where output goes and how it may look."""
+
+    stdout: TextIO
+    stderr: TextIO
+    stdout_isatty: bool = False
+    stderr_isatty: bool = False
+    color: bool = False
+    progress_factory: Callable[[Environment], Progress] | None = None
+    _consoles: dict[str, Console] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_system(cls, environ: Mapping[str, str] | None = None) -> Environment:
+        """The real process: sys.stdout/sys.stderr as they are now; NO_COLOR honoured."""
+        env = os.environ if environ is None else environ
+        out_tty, err_tty = _isatty(sys.stdout), _isatty(sys.stderr)
+        color = err_tty and "NO_COLOR" not in env and env.get("TERM") != "dumb"
+        return cls(sys.stdout, sys.stderr, out_tty, err_tty, color)
+
+    def _console(self, which: str) -> Console:
+        if which not in self._consoles:
+            from rich.console import Console
+
+            stream, tty = (
+                (self.stdout, self.stdout_isatty)
+                if which == "out"
+                else (self.stderr, self.stderr_isatty)
+            )
+            self._consoles[which] = Console(
+                file=stream,
+                force_terminal=tty,
+                no_color=not self.color,
+                highlight=False,
+                soft_wrap=False,
+                width=None if tty else PIPE_WIDTH,
+            )
+        return self._consoles[which]
+
+    @property
+    def console(self) -> Console:
+        """Rich console on stdout: results (tables, JSON)."""
+        return self._console("out")
+
+    @property
+    def err_console(self) -> Console:
+        """Rich console on stderr: progress, notes and warnings."""
+        return self._console("err")
+
+    def progress(self) -> Progress:
+        """A Progress for one command: bars on a terminal, plain lines otherwise."""
+        if self.progress_factory is not None:
+            return self.progress_factory(self)
+        from vidrefine.cli.display import LineProgress, RichProgress
+
+        return RichProgress(self) if self.stderr_isatty else LineProgress(self)
+
+    def note(self, message: str) -> None:
+        """One plain line on stderr, prefixed with the program name."""
+        print(f"vidrefine: {message}", file=self.stderr, flush=True)
+
+    def error(self, message: str) -> None:
+        """The one error line of a failed command."""
+        print(f"vidrefine: error: {message}", file=self.stderr, flush=True)

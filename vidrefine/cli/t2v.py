@@ -1,0 +1,172 @@
+"""`vidrefine t2v`: text to low-res previews (a generator plugin), then 1080p through stage II."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vidrefine.cli.environment import Environment
+from vidrefine.cli.options import build_config, print_config, run_options, weights_options
+from vidrefine.config import RunConfig
+from vidrefine.errors import BadInput, VidrefineError
+
+GENERATOR_GROUP = "vidrefine.generators"
+DEFAULT_GENERATOR = "flashvideo-stage1"
+
+
+def read_prompt_file(path: Path) -> list[str]:
+    """One prompt per line; blank lines and lines starting with '#' are skipped."""
+    if not path.is_file():
+        raise BadInput(f"prompt file {path} does not exist")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read prompt file {path}: {exc}") from exc
+    prompts = [" ".join(line.split()) for line in lines]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise BadInput(f"prompt file {path} has no prompts (blank and # lines are skipped)")
+    return prompts
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; anything else (empty items, negatives, repeats) is BadInput."""
+    seeds: list[int] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item.isdigit():
+            raise BadInput(f"--seeds {text!r}: {item!r} is not a seed; use e.g. --seeds 0,1,2")
+        seed = int(item)
+        if seed >= 2**63:
+            raise BadInput(f"--seeds {text!r}: {seed} is too large")
+        if seed in seeds:
+            raise BadInput(f"--seeds {text!r}: seed {seed} is listed twice")
+        seeds.append(seed)
+    return seeds
+
+
+def gather_prompts(prompt: str | None, prompt_file: Path | None) -> list[str]:
+    """Exactly one of --prompt and --prompt-file."""
+    if prompt is not None and prompt_file is not None:
+        raise BadInput("give --prompt or --prompt-file, not both")
+    if prompt_file is not None:
+        return read_prompt_file(prompt_file)
+    if prompt is None or not prompt.strip():
+        raise BadInput("no prompt: pass --prompt TEXT or --prompt-file FILE (one prompt a line)")
+    return [" ".join(prompt.split())]
+
+
+def check_output_folder(folder: Path) -> None:
+    """The output folder may exist (as a folder) or be creatable; nothing is created here."""
+    if folder.exists() and not folder.is_dir():
+        raise BadInput(f"-o {folder} is a file; t2v writes several files into a folder")
+
+
+def show_generators(env: Environment) -> None:
+    """Print the installed generator plugins (entry-point group `vidrefine.generators`)."""
+    found = sorted(entry_points(group=GENERATOR_GROUP), key=lambda ep: ep.name)
+    if not found:
+        env.stdout.write(
+            f"no generators installed (entry-point group {GENERATOR_GROUP}); "
+            "install vidrefine with `pip install -e .` to register the bundled one\n"
+        )
+        return
+    from rich.table import Table
+
+    table = Table("name", "object", "package", title="generators")
+    for ep in found:
+        dist = ep.dist.name if ep.dist is not None else "?"
+        table.add_row(ep.name, ep.value, dist)
+    env.console.print(table)
+
+
+@click.command(name="t2v")
+@click.option("-p", "--prompt", metavar="TEXT", help="One prompt (long scene descriptions).")
+@click.option(
+    "--prompt-file",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Prompts, one per line; blank lines and # comments are skipped.",
+)
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds: 0,1,2.")
+@click.option("--preview-only", is_flag=True, help="Write the low-res previews only.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("t2v-out"),
+    show_default=True,
+    metavar="FOLDER",
+    help="Folder for previews, refined clips and the manifest.",
+)
+@click.option(
+    "--generator", default=DEFAULT_GENERATOR, show_default=True, help="Generator plugin name."
+)
+@click.option("--list-generators", is_flag=True, help="List installed generators and exit.")
+@run_options
+@weights_options
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.pass_obj
+def command(
+    env: Environment,
+    prompt: str | None,
+    prompt_file: Path | None,
+    seeds: str,
+    preview_only: bool,
+    output: Path,
+    generator: str,
+    list_generators: bool,
+    weights: Path | None,
+    offline: bool,
+    overwrite: bool,
+    show_config: bool,
+    **run_flags: Any,
+) -> None:
+    """Generate clips from text: previews first, then refined to 1080p.
+
+    \b
+    vidrefine t2v --prompt "A lighthouse on a cliff at dusk ..." --seeds 0,1
+    vidrefine t2v --prompt-file prompts.txt --preview-only -o previews/
+    """
+    if list_generators:
+        show_generators(env)
+        return
+    config = build_config(**run_flags)
+    if show_config:
+        print_config(env, config, run_flags["preset"])
+        return
+    prompts = gather_prompts(prompt, prompt_file)
+    seed_list = parse_seeds(seeds)
+    check_output_folder(output)
+    run_t2v(
+        prompts,
+        seed_list,
+        config,
+        output_dir=output,
+        preview_only=preview_only,
+        generator=generator,
+        weights_dir=weights,
+        offline=offline,
+        overwrite=overwrite,
+        env=env,
+    )
+
+
+def run_t2v(
+    prompts: list[str],
+    seeds: list[int],
+    config: RunConfig,
+    *,
+    output_dir: Path,
+    preview_only: bool,
+    generator: str,
+    weights_dir: Path | None,
+    offline: bool,
+    overwrite: bool,
+    env: Environment,
+) -> None:
+    """Generate every (prompt, seed) preview, then refine each (the integrator fills this in)."""
+    raise VidrefineError("text-to-video is not built yet (issue 6)")

@@ -1,0 +1,90 @@
+"""`vidrefine upscale`: refine clips to 1080p (or another size) with the stage-II model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vidrefine.cli.batch import UpscaleJob, plan_upscale_jobs
+from vidrefine.cli.environment import Environment
+from vidrefine.cli.options import build_config, print_config, run_options, weights_options
+from vidrefine.config import RunConfig
+from vidrefine.errors import VidrefineError
+
+
+@click.command(name="upscale")
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path), metavar="INPUT...")
+@click.option(
+    "-o",
+    "--output",
+    metavar="PATH",
+    help="Output file (one input) or folder (several inputs or a folder) [beside each input].",
+)
+@click.option("-c", "--caption", metavar="TEXT", help="What the clip shows (long, detailed).")
+@click.option(
+    "--caption-file",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Read the caption from a text file [default: the sidecar INPUT.txt].",
+)
+@run_options
+@weights_options
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--no-resume", is_flag=True, help="Ignore windows kept from an interrupted run.")
+@click.pass_obj
+def command(
+    env: Environment,
+    inputs: tuple[Path, ...],
+    output: str | None,
+    caption: str | None,
+    caption_file: Path | None,
+    weights: Path | None,
+    offline: bool,
+    overwrite: bool,
+    no_resume: bool,
+    show_config: bool,
+    **run_flags: Any,
+) -> None:
+    """Refine INPUT clips (files or folders) to high resolution, keeping timing and audio.
+
+    \b
+    vidrefine upscale clip.mp4 --caption "A red fox trots through snow ..."
+    vidrefine upscale clips/ -o refined/ --preset fast
+    """
+    config = build_config(**run_flags)
+    if show_config:
+        print_config(env, config, run_flags["preset"])
+        return
+    jobs = plan_upscale_jobs(
+        inputs,
+        output,
+        caption=caption,
+        caption_file=caption_file,
+        size=config.size,
+        overwrite=overwrite,
+    )
+    run_refine(
+        jobs,
+        config,
+        weights_dir=weights,
+        offline=offline,
+        overwrite=overwrite,
+        resume=not no_resume,
+        env=env,
+    )
+
+
+def run_refine(
+    jobs: list[UpscaleJob],
+    config: RunConfig,
+    *,
+    weights_dir: Path | None,
+    offline: bool,
+    overwrite: bool,
+    resume: bool,
+    env: Environment,
+) -> None:
+    """Refine every job with one set of loaded models (the integrator fills this in, issue 5)."""
+    raise VidrefineError("the stage-II refiner is not built yet (issue 5)")

@@ -1,0 +1,288 @@
+"""Where the weight files are, and fetching the missing ones from the Hugging Face Hub.
+
+A weights folder holds the official layout plus one transformers-format T5 folder::
+
+    3d-vae.pt  stage1.pt  stage2.pt  t5-v1_1-xxl/
+
+Folders are searched in this order, and a file is used from the first that has it:
+`--weights DIR`, then `$VIDREFINE_WEIGHTS`, then the per-user cache
+(`$XDG_CACHE_HOME/vidrefine/weights`, default `~/.cache/vidrefine/weights`). Missing files are
+fetched into the first folder of that order. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidrefine.errors import MissingWeights, OutputNotWritable
+
+# Where each file comes from. Kept as constants so a moved file is a one-line fix.
+FLASHVIDEO_REPO = "FoundationVision/FlashVideo"
+VAE_REPO_PATH = "3d-vae.pt"
+STAGE1_REPO_PATH = "stage1.pt"
+STAGE2_REPO_PATH = "stage2.pt"
+# The CogVideoX-5b diffusers repo ships exactly the t5-v1_1-xxl encoder (bf16 safetensors) and its
+# sentencepiece tokenizer, without the 2x larger decoder half of google/t5-v1_1-xxl.
+T5_REPO = "THUDM/CogVideoX-5b"
+T5_ENCODER_SUBFOLDER = "text_encoder"
+T5_TOKENIZER_SUBFOLDER = "tokenizer"
+T5_ENCODER_FILES = (
+    "config.json",
+    "model.safetensors.index.json",
+    "model-00001-of-00002.safetensors",
+    "model-00002-of-00002.safetensors",
+)
+T5_TOKENIZER_FILES = (
+    "spiece.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+
+ENV_WEIGHTS = "VIDREFINE_WEIGHTS"
+PARTIAL_DIR = ".partial"  # hub downloads land (and resume) here before moving into place
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One file in a Hub repository and the name it gets locally."""
+
+    repo_id: str
+    repo_path: str
+    local_name: str
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A weight entry of the weights folder: a single file, or a folder of several hub files.
+
+    `key` is the short name of `vidrefine download --only`; `name` the entry in the folder.
+    """
+
+    key: str
+    name: str
+    size_gb: float  # approximate, for the download announcement
+    sources: tuple[HubFile, ...]
+    folder: bool = False
+
+    @property
+    def display_name(self) -> str:
+        """The entry as users see it (folders end in '/')."""
+        return self.name + "/" if self.folder else self.name
+
+    def present_in(self, root: Path) -> bool:
+        """True when `root` holds this entry complete (every file of a folder, none empty)."""
+        entry = root / self.name
+        if not self.folder:
+            return _nonempty_file(entry)
+        return all(_nonempty_file(entry / source.local_name) for source in self.sources)
+
+
+def _nonempty_file(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
+
+
+def _t5_sources() -> tuple[HubFile, ...]:
+    encoder = [HubFile(T5_REPO, f"{T5_ENCODER_SUBFOLDER}/{n}", n) for n in T5_ENCODER_FILES]
+    tokenizer = [HubFile(T5_REPO, f"{T5_TOKENIZER_SUBFOLDER}/{n}", n) for n in T5_TOKENIZER_FILES]
+    return (*encoder, *tokenizer)
+
+
+VAE = WeightFile("vae", "3d-vae.pt", 1.18, (HubFile(FLASHVIDEO_REPO, VAE_REPO_PATH, "3d-vae.pt"),))
+STAGE1 = WeightFile(
+    "stage1", "stage1.pt", 11.8, (HubFile(FLASHVIDEO_REPO, STAGE1_REPO_PATH, "stage1.pt"),)
+)
+STAGE2 = WeightFile(
+    "stage2", "stage2.pt", 3.39, (HubFile(FLASHVIDEO_REPO, STAGE2_REPO_PATH, "stage2.pt"),)
+)
+T5 = WeightFile("t5", "t5-v1_1-xxl", 9.52, _t5_sources(), folder=True)
+
+ALL_WEIGHTS = (VAE, STAGE2, T5, STAGE1)
+UPSCALE_WEIGHTS = (VAE, STAGE2, T5)  # stage II needs no stage-I weights
+T2V_WEIGHTS = (VAE, STAGE1, STAGE2, T5)
+BY_KEY = {w.key: w for w in ALL_WEIGHTS}
+
+
+def user_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The per-user weights cache: `$XDG_CACHE_HOME/vidrefine/weights` or `~/.cache/...`."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "vidrefine" / "weights"
+
+
+def search_path(
+    weights_dir: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Folders to look in, first wins: `--weights`, `$VIDREFINE_WEIGHTS`, the user cache."""
+    env = os.environ if environ is None else environ
+    folders: list[Path] = []
+    if weights_dir:
+        folders.append(Path(weights_dir).expanduser())
+    if env.get(ENV_WEIGHTS):
+        folders.append(Path(env[ENV_WEIGHTS]).expanduser())
+    folders.append(user_cache_dir(env))
+    unique: list[Path] = []
+    for folder in folders:
+        if folder not in unique:
+            unique.append(folder)
+    return unique
+
+
+def locate(files: Iterable[WeightFile], folders: Iterable[Path]) -> dict[str, Path | None]:
+    """Map each entry's name to its path in the first folder that has it, or None."""
+    folders = list(folders)
+    found: dict[str, Path | None] = {}
+    for weight in files:
+        found[weight.name] = next(
+            (folder / weight.name for folder in folders if weight.present_in(folder)), None
+        )
+    return found
+
+
+def hub_offline(environ: Mapping[str, str] | None = None) -> bool:
+    """True when `HF_HUB_OFFLINE` asks huggingface_hub not to use the network."""
+    env = os.environ if environ is None else environ
+    return env.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def download_command(files: Iterable[WeightFile], weights_dir: str | Path | None = None) -> str:
+    """The exact command that fetches `files` (into `weights_dir` when one was given)."""
+    keys = ",".join(w.key for w in files)
+    command = f"vidrefine download --only {keys}"
+    if weights_dir:
+        command += f" --weights {weights_dir}"
+    return command
+
+
+def total_gb(files: Iterable[WeightFile]) -> float:
+    """Approximate download size of `files` in GB."""
+    return sum(w.size_gb for w in files)
+
+
+def resolve(
+    files: Iterable[WeightFile],
+    *,
+    weights_dir: str | Path | None = None,
+    offline: bool = False,
+    fetch: bool = True,
+    announce: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
+    """Return {entry name: path} for `files`, fetching the missing ones from the Hub.
+
+    Offline (`offline=True` or `HF_HUB_OFFLINE=1`), with `fetch=False`, or when the Hub cannot be
+    reached, a missing entry raises `MissingWeights` naming it and the command that fetches it.
+    """
+    files = list(dict.fromkeys(files))
+    folders = search_path(weights_dir)
+    found = locate(files, folders)
+    missing = [w for w in files if found[w.name] is None]
+    if missing:
+        if offline or not fetch or hub_offline():
+            why = "offline" if offline or hub_offline() else "not fetching"
+            raise MissingWeights(_missing_message(missing, folders, weights_dir, why))
+        target = folders[0]
+        _announce_fetch(missing, target, announce)
+        for weight in missing:
+            found[weight.name] = fetch_weight(weight, target, weights_dir=weights_dir)
+    return {name: path for name, path in found.items() if path is not None}
+
+
+def _missing_message(
+    missing: list[WeightFile], folders: list[Path], weights_dir: str | Path | None, why: str
+) -> str:
+    names = ", ".join(w.display_name for w in missing)
+    looked = ", ".join(str(f) for f in folders)
+    return (
+        f"missing weights {names} (looked in {looked}); {why}, so nothing was fetched: "
+        f"run `{download_command(missing, weights_dir)}` when online"
+    )
+
+
+def _announce_fetch(
+    missing: list[WeightFile], target: Path, announce: Callable[[str], None] | None
+) -> None:
+    parts = ", ".join(f"{w.display_name} ({w.size_gb:.1f} GB)" for w in missing)
+    need_gb = total_gb(missing)
+    message = (
+        f"fetching {len(missing)} weight entr{'y' if len(missing) == 1 else 'ies'} "
+        f"({need_gb:.1f} GB) from the Hugging Face Hub into {target}: {parts}"
+    )
+    free_gb = _free_gb(target)
+    if free_gb is not None and free_gb < need_gb:
+        message += f" (warning: only {free_gb:.1f} GB free there)"
+    if announce is not None:
+        announce(message)
+
+
+def _free_gb(folder: Path) -> float | None:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free / 1e9
+    except OSError:
+        return None
+
+
+def fetch_weight(weight: WeightFile, target: Path, *, weights_dir: str | Path | None) -> Path:
+    """Download `weight` into `target` (resumable) and return its final path.
+
+    Each hub file is fetched into `target/.partial/` (where `hf_hub_download` resumes an
+    interrupted transfer) and moved into place only when complete, so a file under its final
+    name is always whole. The T5 encoder and tokenizer subfolders are flattened into one folder.
+    """
+    entry = target / weight.name
+    try:
+        (entry if weight.folder else target).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputNotWritable(f"cannot create weights folder {target}: {exc.strerror}") from exc
+    for source in weight.sources:
+        final = entry / source.local_name if weight.folder else entry
+        if _nonempty_file(final):
+            continue
+        downloaded = _hub_download(source, target / PARTIAL_DIR, weight, weights_dir)
+        os.replace(downloaded, final)
+    return entry
+
+
+def _hub_download(
+    source: HubFile, partial: Path, weight: WeightFile, weights_dir: str | Path | None
+) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        path = hf_hub_download(source.repo_id, source.repo_path, local_dir=partial)
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        if isinstance(exc, LocalEntryNotFoundError):
+            reason = "the Hub cannot be reached"
+        else:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MissingWeights(
+            f"could not fetch {source.repo_id}/{source.repo_path} for {weight.display_name} "
+            f"({reason}); check the network, then run `{download_command([weight], weights_dir)}`"
+        ) from exc
+    return Path(path)
+
+
+__all__ = [
+    "ALL_WEIGHTS",
+    "BY_KEY",
+    "STAGE1",
+    "STAGE2",
+    "T2V_WEIGHTS",
+    "T5",
+    "UPSCALE_WEIGHTS",
+    "VAE",
+    "HubFile",
+    "WeightFile",
+    "download_command",
+    "locate",
+    "resolve",
+    "search_path",
+    "user_cache_dir",
+]
