@@ -12,6 +12,7 @@ fetched into the first folder of that order. Nothing here imports torch.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping
@@ -79,7 +80,31 @@ class WeightFile:
         entry = root / self.name
         if not self.folder:
             return _nonempty_file(entry)
-        return all(_nonempty_file(entry / source.local_name) for source in self.sources)
+        if all(_nonempty_file(entry / source.local_name) for source in self.sources):
+            return True
+        return _is_transformers_folder(entry)
+
+
+def _is_transformers_folder(entry: Path) -> bool:
+    """Any complete transformers model folder: config, weights and a tokenizer.
+
+    Users may bring their own T5 folder (e.g. google/t5-v1_1-xxl saved with save_pretrained)
+    rather than the files vidrefine fetches; a download that is still under way lives in
+    `.partial/` and is not seen here.
+    """
+    if not _nonempty_file(entry / "config.json"):
+        return False
+    tokenizer = [entry / "spiece.model", entry / "tokenizer.json"]
+    if not any(_nonempty_file(p) for p in tokenizer):
+        return False
+    for index in entry.glob("*.index.json"):  # sharded weights: every listed shard must be there
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError):
+            return False
+        return all(_nonempty_file(entry / shard) for shard in shards)
+    weights = [*entry.glob("*.safetensors"), *entry.glob("pytorch_model*.bin")]
+    return any(_nonempty_file(p) for p in weights)
 
 
 def _nonempty_file(path: Path) -> bool:

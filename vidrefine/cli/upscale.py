@@ -86,5 +86,48 @@ def run_refine(
     resume: bool,
     env: Environment,
 ) -> None:
-    """Refine every job with one set of loaded models (the integrator fills this in, issue 5)."""
-    raise VidrefineError("the stage-II refiner is not built yet (issue 5)")
+    """Refine every job with one set of loaded models, then print a summary table."""
+    from vidrefine.batch import JobFailure, refine_files
+    from vidrefine.refine import RefineJob
+    from vidrefine.weights import UPSCALE_WEIGHTS, resolve
+
+    paths = resolve(UPSCALE_WEIGHTS, weights_dir=weights_dir, offline=offline, announce=env.note)
+    progress = env.progress()
+    results = refine_files(
+        [RefineJob(job.input, job.output, job.caption) for job in jobs],
+        config,
+        paths,
+        overwrite=overwrite,
+        resume=resume,
+        progress=progress,
+    )
+    print_summary(results, env)
+    failed = [r for r in results if isinstance(r, JobFailure)]
+    if failed:
+        raise VidrefineError(f"{len(failed)} of {len(results)} clips failed (see above)")
+
+
+def print_summary(results: list[Any], env: Environment) -> None:
+    """One row per job: output, size, frames, windows reused, time per phase, peak memory."""
+    from rich.table import Table
+
+    from vidrefine.batch import JobFailure
+
+    table = Table(title="vidrefine upscale", show_lines=False)
+    for column in ("input", "output", "size", "frames", "windows", "seconds", "peak GB"):
+        table.add_column(column)
+    for r in results:
+        if isinstance(r, JobFailure):
+            table.add_row(r.job.input.name, "[red]failed[/red]", "", "", "", "", r.error[:60])
+            continue
+        phases = " ".join(f"{k} {v:.1f}" for k, v in r.seconds.items())
+        table.add_row(
+            r.job.input.name,
+            str(r.job.output),
+            f"{r.output_hw[1]}x{r.output_hw[0]}",
+            str(r.frames),
+            f"{r.windows} ({r.reused_windows} reused)" if r.reused_windows else str(r.windows),
+            phases,
+            f"{r.peak_memory_bytes / 1e9:.2f}",
+        )
+    env.err_console.print(table)
