@@ -63,7 +63,10 @@ class Remuxer:
             )
             return None
         ctx = stream.codec_context
-        target = self._out.add_stream("aac", rate=ctx.sample_rate, layout=ctx.layout.name)
+        layout = ctx.layout.name
+        if layout.endswith("channels"):  # an unnamed order ("2 channels"): the usual one
+            layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(ctx.channels, layout)
+        target = self._out.add_stream("aac", rate=ctx.sample_rate, layout=layout)
         self._warnings.append(
             f"audio stream #{stream.index} ({codec}) re-encoded to AAC: "
             f"{self._out.format.name} cannot hold {codec}"
