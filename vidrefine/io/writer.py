@@ -72,7 +72,6 @@ class VideoWriter:
         self._first_pts: int | None = None
         self._first_dts: int | None = None
         self._last_pts: int | None = None
-        self._last_step: int | None = None
         self._remux: Remuxer | None = None
         self._stack = contextlib.ExitStack()
         try:
@@ -142,8 +141,7 @@ class VideoWriter:
         if self._first_pts is None:
             self._first_pts = stamp
         if self._pending is not None:
-            self._last_step = stamp - self._pending.pts
-            self._encode(self._pending, self._last_step)
+            self._encode(self._pending, stamp - self._pending.pts)
         self._pending, self._last_pts = frame, stamp
 
     def _encode(self, frame: av.VideoFrame | None, duration: int | None = None) -> None:
@@ -165,9 +163,8 @@ class VideoWriter:
         if self._stack is None:
             return
         try:
-            if self._pending is not None:
-                nominal = max(1, round(1 / (self.fps * self.time_base)))
-                self._encode(self._pending, self._last_step or nominal)
+            if self._pending is not None:  # the last frame lasts one nominal frame
+                self._encode(self._pending, self._nominal_step())
                 self._pending = None
             self._encode(None)
             self._mux_last_packet()
@@ -192,8 +189,7 @@ class VideoWriter:
         if self._held is None:
             return
         packet, self._held = self._held, None
-        nominal = max(1, round(1 / (self.fps * self.time_base)))
-        end = self._last_pts + (self._last_step or nominal)
+        end = self._last_pts + self._nominal_step()
         if packet.time_base == self.time_base and packet.pts is not None:
             if "mp4" in self._out.format.name or "mov" in self._out.format.name:
                 duration = end - self._first_pts + self._first_dts - packet.dts
@@ -202,6 +198,10 @@ class VideoWriter:
             if duration > 0:
                 packet.duration = duration
         self._out.mux(packet)
+
+    def _nominal_step(self) -> int:
+        """One frame at the nominal rate, in time_base ticks."""
+        return max(1, round(1 / (self.fps * self.time_base)))
 
     def abort(self) -> None:
         """Give up: remove the partial file and leave `path` as it was."""
