@@ -188,3 +188,13 @@ def test_peak_memory_stays_flat_when_clip_is_ten_times_longer(tmp_path):
     long = make_clip(tmp_path / "long.mp4", frames=1000, size_hw=(64, 96), fps=Fraction(50))
     ratio = _peak_bytes(long.path, 16) / _peak_bytes(short.path, 16)
     assert ratio <= 1.2
+
+
+def test_kept_chunks_and_views_stay_intact_when_reader_recycles_buffers(tmp_path):
+    clip = make_clip(tmp_path / "k.mp4", frames=24)
+    kept = list(read_chunks(clip.path, 4))
+    views = [c.frames[1:3] for c in read_chunks(clip.path, 4)]
+    assert [decode_index(f) for c in kept for f in c.frames] == list(range(24))
+    assert [decode_index(f) for v in views for f in v] == [
+        4 * i + j for i in range(6) for j in (1, 2)
+    ]

@@ -7,6 +7,7 @@ repaired where files mislabel them (packed B-frames in AVI, missing pts); see do
 from __future__ import annotations
 
 import heapq
+import sys
 import warnings
 from collections import deque
 from collections.abc import Iterator
@@ -95,6 +96,7 @@ class ChunkReader(Iterator[FrameChunk]):
         self.corrupt_packets = 0
         self.lost_frames = 0
         self.warnings: list[str] = []
+        self._pool: list[np.ndarray] = []
         self._chunks = self._generate()
 
     def __next__(self) -> FrameChunk:
@@ -125,8 +127,8 @@ class ChunkReader(Iterator[FrameChunk]):
                 index += 1
                 if index <= self.start_frame:
                     continue
-                if buffer is None:  # a fresh array per chunk: consumers may keep chunks
-                    buffer = np.empty((self.chunk_frames, *array.shape), dtype=np.uint8)
+                if buffer is None:
+                    buffer = self._chunk_buffer(array.shape)
                 buffer[filled], pts[filled] = array, stamp
                 filled += 1
                 if filled == self.chunk_frames:
@@ -135,6 +137,20 @@ class ChunkReader(Iterator[FrameChunk]):
             if buffer is not None:
                 yield FrameChunk(buffer[:filled], pts[:filled].copy(), time_base, index - filled)
             self._check_losses(index, last_stamp, step, time_base)
+
+    def _chunk_buffer(self, frame_shape: tuple[int, ...]) -> np.ndarray:
+        """A (chunk_frames, H, W, 3) array nobody else holds: recycled when consumers dropped it.
+
+        Fresh large arrays cost page faults on every chunk; an array is reused only when its sole
+        reference is this pool (no chunk, frame or view of it is alive), so kept chunks stay valid.
+        """
+        shape = (self.chunk_frames, *frame_shape)
+        for old in self._pool:
+            if old.shape == shape and sys.getrefcount(old) == 3:  # pool, `old`, the argument
+                return old
+        buffer = np.empty(shape, dtype=np.uint8)
+        self._pool = [*self._pool[-1:], buffer]  # the chunk being read and the one before
+        return buffer
 
     def _timed_frames(
         self, container: av.container.InputContainer, stream: av.VideoStream, retimer: _Retimer
@@ -172,18 +188,25 @@ class ChunkReader(Iterator[FrameChunk]):
                 yield frame
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        """(H, W, 3) uint8 RGB using the frame's own matrix and range, rotated upright if asked."""
+        """(H, W, 3) uint8 RGB view using the frame's own matrix and range, upright if asked.
+
+        The view points into a converted frame; the caller copies it into its chunk, so each
+        picture is copied once.
+        """
         height, width = self.info.size_hw
         space = name_of(SPACES, frame.colorspace)
-        array = frame.to_ndarray(
+        rgb = frame.reformat(
             format="rgb24",
             width=width,  # a mid-stream size change is scaled back to the first size
             height=height,
             src_colorspace=yuv_matrix(space, height),
             src_color_range=swscale_range(name_of(RANGES, frame.color_range)),
         )
+        plane = rgb.planes[0]
+        rows = np.frombuffer(plane, dtype=np.uint8).reshape(height, plane.line_size)
+        array = rows[:, : width * 3].reshape(height, width, 3)  # drop the row padding
         if self.rotation:
-            array = np.ascontiguousarray(np.rot90(array, k=self.rotation // 90))
+            array = np.rot90(array, k=self.rotation // 90)
         return array
 
     def _check_losses(
