@@ -1,0 +1,349 @@
+"""What a media file holds: size, timing (fps, time base, VFR), rotation, colour, streams.
+
+Header facts are checked against the packets where headers are known to lie (AVI frame counts,
+variable frame rate); see docs/io.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from vidrefine.errors import BadInput
+from vidrefine.io.color import PRIMARIES, RANGES, SPACES, TRANSFERS, name_of
+
+# Demuxers whose declared frame count comes from a per-sample index (exact), so no count is needed.
+_INDEXED_FORMATS = ("mov", "mp4")
+
+
+@dataclass(frozen=True)
+class AudioStreamInfo:
+    """One audio stream; duration_s is measured from packets when the file was scanned."""
+
+    index: int
+    codec: str
+    sample_rate: int
+    channels: int
+    layout: str
+    duration_s: float | None
+    bit_rate: int | None
+    language: str | None
+
+
+@dataclass(frozen=True)
+class SubtitleStreamInfo:
+    """One subtitle stream."""
+
+    index: int
+    codec: str
+    language: str | None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """Facts about the first video stream of a file and the streams that travel with it.
+
+    size_hw is the coded (stored) picture; display_hw is what a player shows after the sample
+    aspect ratio and the rotation. rotation is counter-clockwise degrees (0/90/180/270) that turn
+    the stored picture upright, PyAV's `VideoFrame.rotation` convention. fps is the nominal rate
+    from the header; fps_measured comes from packet timestamps when they were scanned. frame_count
+    is the counted number when frame_count_counted, else the declared (or estimated) one.
+    """
+
+    path: Path
+    container: str
+    duration_s: float | None
+    size_hw: tuple[int, int]
+    display_hw: tuple[int, int]
+    sar: Fraction
+    dar: Fraction
+    rotation: int
+    fps: Fraction
+    fps_measured: Fraction | None
+    time_base: Fraction
+    frame_count: int
+    frame_count_declared: int | None
+    frame_count_counted: bool
+    codec: str
+    pix_fmt: str | None
+    bit_depth: int | None
+    color_primaries: str | None
+    color_trc: str | None
+    color_space: str | None
+    color_range: str | None
+    audio: tuple[AudioStreamInfo, ...]
+    subtitles: tuple[SubtitleStreamInfo, ...]
+    is_vfr: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: Fractions become "num/den" strings with a `<name>_float` beside them."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, Fraction):
+                out[field.name] = f"{value.numerator}/{value.denominator}"
+                out[f"{field.name}_float"] = float(value)
+            elif isinstance(value, Path):
+                out[field.name] = str(value)
+            elif field.name in ("audio", "subtitles"):
+                out[field.name] = [dataclasses.asdict(s) for s in value]
+            elif isinstance(value, tuple):
+                out[field.name] = list(value)
+            else:
+                out[field.name] = value
+        return out
+
+
+@dataclass
+class _PacketScan:
+    """What one demux pass (no decoding) found."""
+
+    video_pts: np.ndarray  # int64 (N,), sorted, one per non-empty video packet with a timestamp
+    video_packets: int  # non-empty video packets, with or without a timestamp
+    audio_end_s: dict[int, float]  # stream index -> end of its last packet
+
+
+def open_input(path: str | Path) -> tuple[Path, av.container.InputContainer]:
+    """Open a file for reading, turning every way it can fail into a one-line BadInput."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"{p}: no such file")
+    if p.is_dir():
+        raise BadInput(f"{p}: is a folder, not a video file")
+    try:
+        container = av.open(str(p), mode="r")
+    except av.error.PermissionError as err:
+        raise BadInput(f"{p}: cannot be read (permission denied)") from err
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise BadInput(
+            f"{p}: not a media file FFmpeg can read, or it is empty or cut short ({reason})"
+        ) from err
+    return p, container
+
+
+def video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+    """The first video stream, or BadInput saying why there is none."""
+    if container.streams.video:
+        return container.streams.video[0]
+    container.close()
+    if container.streams.audio:
+        raise BadInput(f"{path}: has audio but no video stream; vidrefine needs a video")
+    raise BadInput(
+        f"{path}: has no video stream (not a video, or an MP4/MOV cut short before its index)"
+    )
+
+
+def probe(path: str | Path, *, count_frames: bool | None = None) -> MediaInfo:
+    """Read what `path` holds. Raises BadInput for anything that is not a readable video.
+
+    Args:
+        path: the media file.
+        count_frames: demux every packet (no decoding) to count frames and measure fps. None
+            counts unless the header can be trusted (an MP4/MOV index on a constant-rate stream).
+    """
+    p, container = open_input(path)
+    with container:
+        stream = video_stream(container, p)
+        declared = stream.frames or None
+        if count_frames is None:
+            count_frames = _header_is_doubtful(container, stream, declared)
+        first = _first_frame(container, stream, p)
+        scan = _scan_packets(p) if count_frames else None
+        return _assemble(p, container, stream, first, declared, scan)
+
+
+def _header_is_doubtful(
+    container: av.container.InputContainer, stream: av.VideoStream, declared: int | None
+) -> bool:
+    """Whether the frame count or rate in the header may be wrong (so packets must be counted)."""
+    if declared is None or not any(f in container.format.name for f in _INDEXED_FORMATS):
+        return True
+    # A mismatch between the mean rate and FFmpeg's guessed base rate signals VFR.
+    average, base = stream.average_rate, stream.base_rate
+    return bool(average and base and abs(float(average) / float(base) - 1) > 0.01)
+
+
+def _first_frame(
+    container: av.container.InputContainer, stream: av.VideoStream, path: Path
+) -> av.VideoFrame:
+    """Decode one frame: rotation and colour tags live on frames, and it proves there is one."""
+    try:
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                return frame
+    except av.FFmpegError as err:
+        raise BadInput(f"{path}: the video cannot be decoded: {err}") from err
+    raise BadInput(f"{path}: the video stream has no frames")
+
+
+def _scan_packets(path: Path) -> _PacketScan:
+    """Demux video and audio packets of the whole file (cheap: nothing is decoded)."""
+    pts: list[int] = []
+    packets = 0
+    audio_end: dict[int, float] = {}
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        wanted = [video, *container.streams.audio]
+        try:
+            for packet in container.demux(wanted):
+                if not packet.size:
+                    continue
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if packet.stream.index == video.index:
+                    packets += 1
+                    if stamp is not None:
+                        pts.append(stamp)
+                elif stamp is not None:
+                    end = float((stamp + (packet.duration or 0)) * packet.time_base)
+                    index = packet.stream.index
+                    audio_end[index] = max(audio_end.get(index, end), end)
+        except av.FFmpegError:
+            pass  # a damaged tail: what was read so far is the answer
+    return _PacketScan(np.sort(np.asarray(pts, dtype=np.int64)), packets, audio_end)
+
+
+def _timing(
+    stream: av.VideoStream, scan: _PacketScan | None
+) -> tuple[Fraction, Fraction | None, bool]:
+    """Nominal fps, measured fps and whether the rate varies."""
+    time_base = stream.time_base or Fraction(1, 90000)
+    nominal = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if scan is not None and len(scan.video_pts) < 2:
+        return Fraction(nominal or 25), None, False  # no timestamps: frames get a constant rate
+    if scan is None:
+        is_vfr = bool(
+            stream.average_rate
+            and stream.base_rate
+            and abs(float(stream.average_rate) / float(stream.base_rate) - 1) > 0.01
+        )
+        return Fraction(nominal or 25), None, is_vfr
+    deltas = np.diff(scan.video_pts)
+    span = int(scan.video_pts[-1] - scan.video_pts[0])
+    measured = Fraction(len(deltas)) / (span * time_base) if span > 0 else None
+    # Rounded timestamps jitter by one tick on constant-rate files (e.g. 33/34 ms at 1/1000).
+    spread = int(deltas.max() - deltas.min()) if len(deltas) else 0
+    is_vfr = spread > max(1, int(0.02 * float(np.median(deltas))))
+    return Fraction(nominal or measured or 25), measured, is_vfr
+
+
+def _duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
+    """The video stream's declared duration; the container's when the stream has none."""
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION")  # Matroska writes one per stream
+    if tag:
+        hours, minutes, seconds = tag.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return None if container.duration is None else container.duration / 1_000_000
+
+
+def _rotation(stream: av.VideoStream, first: av.VideoFrame | None) -> int:
+    """Counter-clockwise degrees, from the display matrix, else a legacy clockwise `rotate` tag."""
+    degrees = int(round(first.rotation)) if first is not None and first.rotation else 0
+    if not degrees and "rotate" in stream.metadata:
+        degrees = -int(float(stream.metadata["rotate"]))
+    return (round(degrees / 90) * 90) % 360
+
+
+def _assemble(
+    path: Path,
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    first: av.VideoFrame | None,
+    declared: int | None,
+    scan: _PacketScan | None,
+) -> MediaInfo:
+    """Collect the facts into a MediaInfo."""
+    ctx = stream.codec_context
+    size_hw = (ctx.height, ctx.width)
+    sar = Fraction(ctx.sample_aspect_ratio or stream.sample_aspect_ratio or 1)
+    if sar <= 0:
+        sar = Fraction(1)
+    rotation = _rotation(stream, first)
+    shown_hw = (size_hw[0], max(1, round(size_hw[1] * sar)))
+    display_hw = shown_hw[::-1] if rotation in (90, 270) else shown_hw
+    fps, fps_measured, is_vfr = _timing(stream, scan)
+    duration_s = _duration_s(container, stream)
+    if scan is not None:
+        frame_count = scan.video_packets
+    elif declared is not None:
+        frame_count = declared
+    else:
+        frame_count = round((duration_s or 0) * fps)
+    fmt = (first.format.name if first is not None else None) or ctx.pix_fmt
+    return MediaInfo(
+        path=path,
+        container=container.format.name,
+        duration_s=duration_s,
+        size_hw=size_hw,
+        display_hw=(int(display_hw[0]), int(display_hw[1])),
+        sar=sar,
+        dar=Fraction(display_hw[1], display_hw[0]),
+        rotation=rotation,
+        fps=fps,
+        fps_measured=fps_measured,
+        time_base=Fraction(stream.time_base or Fraction(1, 90000)),
+        frame_count=frame_count,
+        frame_count_declared=declared,
+        frame_count_counted=scan is not None,
+        codec=ctx.name,
+        pix_fmt=fmt,
+        bit_depth=_bit_depth(fmt),
+        color_primaries=name_of(PRIMARIES, first.color_primaries if first else None),
+        color_trc=name_of(TRANSFERS, first.color_trc if first else None),
+        color_space=name_of(SPACES, first.colorspace if first else None),
+        color_range=name_of(RANGES, first.color_range if first else None),
+        audio=tuple(_audio_info(s, container, scan) for s in container.streams.audio),
+        subtitles=tuple(
+            SubtitleStreamInfo(s.index, s.codec_context.name, _language(s))
+            for s in container.streams.subtitles
+        ),
+        is_vfr=is_vfr,
+    )
+
+
+def _bit_depth(pix_fmt: str | None) -> int | None:
+    """Bits per component of a pixel format (8, 10, ...)."""
+    if not pix_fmt:
+        return None
+    try:
+        return av.VideoFormat(pix_fmt).components[0].bits
+    except (ValueError, IndexError):
+        return None
+
+
+def _language(stream: av.stream.Stream) -> str | None:
+    """The stream's language tag, None when absent or 'und'."""
+    lang = stream.language or stream.metadata.get("language")
+    return None if lang in (None, "", "und") else lang
+
+
+def _audio_info(
+    stream: av.AudioStream, container: av.container.InputContainer, scan: _PacketScan | None
+) -> AudioStreamInfo:
+    """An AudioStreamInfo; its duration is measured from packets when they were scanned."""
+    ctx = stream.codec_context
+    if scan is not None and stream.index in scan.audio_end_s:
+        start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        duration: float | None = scan.audio_end_s[stream.index] - start
+    elif stream.duration is not None:
+        duration = float(stream.duration * stream.time_base)
+    else:
+        duration = None if container.duration is None else container.duration / 1_000_000
+    return AudioStreamInfo(
+        index=stream.index,
+        codec=ctx.name,
+        sample_rate=ctx.sample_rate,
+        channels=ctx.channels,
+        layout=ctx.layout.name,
+        duration_s=duration,
+        bit_rate=ctx.bit_rate or None,
+        language=_language(stream),
+    )
