@@ -6,5 +6,7 @@ from vidrefine.checkpoints.common import (
     read_checkpoint,
     save_safetensors,
 )
+from vidrefine.checkpoints.vae import convert_vae, load_vae, read_vae_weights
 
 __all__ = ["RawCheckpoint", "load_strict", "read_checkpoint", "save_safetensors"]
+__all__ += ["convert_vae", "load_vae", "read_vae_weights"]
