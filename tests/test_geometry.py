@@ -29,7 +29,7 @@ def test_geometry_stretches_like_the_original_when_faithful():
     assert g.model_hw == (1072, 1920) == g.output_hw
 
 
-@pytest.mark.parametrize("text", ["big", "1080", "0x0", "99999x100", "x720", ""])
+@pytest.mark.parametrize("text", ["big", "1080", "0x0", "99999x100", "x720", "", "10p", "9999p"])
 def test_size_is_refused_when_nonsense(text):
     with pytest.raises(BadInput):
         parse_size(text)

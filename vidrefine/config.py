@@ -118,7 +118,7 @@ class RunConfig:
     # Windows over time (latent frames) and VAE tiling.
     window_latent: int = 13  # 13 latent frames = 49 pixel frames, the size the DiT was trained on
     window_overlap_latent: int = 4
-    vae_mode: str = "blend"  # "blend" (feathered tiles) | "faithful" (original chunks, hard seam)
+    vae_mode: str = "blend"  # "blend" (feathered tiles) | "faithful" (hard seams) | "whole"
     vae_tile_latent: int = 0  # 0 = planned from the memory budget
     vae_tile_overlap_latent: int = 8
     vae_chunk_latent: int = 0  # 0 = planned from the memory budget

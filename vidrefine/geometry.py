@@ -14,6 +14,7 @@ from vidrefine.errors import BadInput
 
 MODEL_MULTIPLE = 16  # 8x VAE downsampling times the DiT's 2x2 patch
 _NAMED_SHORT_SIDES = {"480p": 480, "540p": 540, "720p": 720, "1080p": 1080, "1440p": 1440}
+_SHORT_SIDE = re.compile(r"^\s*(\d+)p\s*$")
 _WXH = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 
 
@@ -53,6 +54,12 @@ def parse_size(text: str) -> SizeRequest:
     key = text.strip().lower()
     if key in _NAMED_SHORT_SIDES:
         return SizeRequest(short_side=_NAMED_SHORT_SIDES[key])
+    match = _SHORT_SIDE.match(key)
+    if match:
+        short = int(match.group(1))
+        if not 64 <= short <= 4320:
+            raise BadInput(f"--size {text}: the short side must be between 64p and 4320p")
+        return SizeRequest(short_side=short)
     match = _WXH.match(key)
     if match:
         width, height = int(match.group(1)), int(match.group(2))
@@ -60,7 +67,7 @@ def parse_size(text: str) -> SizeRequest:
             raise BadInput(f"--size {text}: width and height must be between 64 and 8192")
         return SizeRequest(exact_hw=(height, width))
     names = ", ".join(_NAMED_SHORT_SIDES)
-    raise BadInput(f"--size {text!r} is not a size; use one of {names} or WIDTHxHEIGHT")
+    raise BadInput(f"--size {text!r} is not a size; use {names} (any Np) or WIDTHxHEIGHT")
 
 
 def _round_to(value: float, multiple: int) -> int:

@@ -137,7 +137,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "offload": _one_of("none", "model", "layer"),
     "window_latent": _between(1, 64),
     "window_overlap_latent": _between(0, 63),
-    "vae_mode": _one_of("blend", "faithful"),
+    "vae_mode": _one_of("blend", "faithful", "whole"),
     "vae_tile_latent": lambda v: None if v == 0 or v >= 8 else "must be 0 (planned) or >= 8",
     "vae_tile_overlap_latent": _between(0, 64),
     "vae_chunk_latent": _between(0, 64),

@@ -214,8 +214,17 @@ class VideoWriter:
         if self._remux is not None:
             self._remux.close()
         with contextlib.suppress(Exception):
+            if hasattr(self, "_stream"):
+                for _packet in self._stream.encode(None):  # drain the encoder's frame threads
+                    pass
+        with contextlib.suppress(Exception):
             if hasattr(self, "_out"):
                 self._out.close()
+        # Drop the encoder now: one left for the garbage collector changes the output of the
+        # next encoder this process opens (seen with libx264: a resumed run differed).
+        self._pending = self._held = None
+        for name in ("_stream", "_out"):
+            self.__dict__.pop(name, None)
         stack.__exit__(type(err), err, err.__traceback__)
 
     def __enter__(self) -> VideoWriter:

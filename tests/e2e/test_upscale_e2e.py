@@ -1,0 +1,246 @@
+"""`vidrefine upscale` end to end on tiny random weights written in the official formats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from dit_fixtures import official_dit_tensors, write_official
+from t5_fixtures import TINY_T5_WIDTH, make_tiny_t5, tiny_caption
+from vae_fixtures import write_official_vae
+
+from tests.media import make_clip
+from vidrefine.cli import cli
+from vidrefine.errors import ExitCode
+from vidrefine.io.probe import probe
+
+# Small windows (13 frames, stride 8) keep the tiny models fast on two CPU cores.
+TEST_PRESET = """
+steps = 2
+window_latent = 4
+window_overlap_latent = 2
+vae_mode = "whole"
+"""
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("weights")
+    write_official_vae(folder / "3d-vae.pt", seed=1, widths=(32, 32, 32, 32))
+    write_official(folder / "stage2.pt", official_dit_tensors(text_dim=TINY_T5_WIDTH, seed=2))
+    make_tiny_t5(folder / "t5-v1_1-xxl")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("preset") / "tiny.toml"
+    path.write_text(TEST_PRESET)
+    return path
+
+
+def upscale(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["upscale", *args])
+    return result.exit_code, result.output + (result.stderr if result.stderr_bytes else "")
+
+
+def decoded(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def test_upscale_keeps_frames_timing_aspect_and_audio_when_run_through_the_cli(
+    tmp_path, weights, preset
+):
+    clip = make_clip(
+        tmp_path / "in.mp4", frames=20, size_hw=(48, 64), audio=True, fps=Fraction(24), vfr=True
+    )
+    out = tmp_path / "out.mp4"
+    code, text = upscale(
+        [
+            str(clip.path),
+            "-c",
+            tiny_caption(20),
+            "-o",
+            str(out),
+            "--weights",
+            str(weights),
+            "--preset",
+            str(preset),
+            "--size",
+            "64p",
+        ]
+    )
+    assert code == 0, text
+    src, res = probe(clip.path), probe(out)
+    assert res.display_hw == (64, 86)  # short side 64, 4:3 kept (even width)
+    assert res.frame_count == src.frame_count == 20
+    assert abs(res.duration_s - src.duration_s) <= float(1 / src.fps)
+    assert len(res.audio) == 1 and abs(res.audio[0].duration_s - src.audio[0].duration_s) < 0.05
+    with av.open(str(clip.path)) as a, av.open(str(out)) as b:
+        src_times = [float(f.time) for f in a.decode(video=0)]
+        out_times = [float(f.time) for f in b.decode(video=0)]
+    np.testing.assert_allclose(out_times, src_times, atol=1e-3)  # variable frame rate kept
+
+
+def test_same_seed_gives_the_same_output_and_another_seed_differs_when_repeated(
+    tmp_path, weights, preset
+):
+    clip = make_clip(tmp_path / "in.mp4", frames=9, size_hw=(48, 64))
+    outs = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        out = tmp_path / f"{name}.mp4"
+        code, text = upscale(
+            [
+                str(clip.path),
+                "-c",
+                "x y z",
+                "-o",
+                str(out),
+                "--weights",
+                str(weights),
+                "--preset",
+                str(preset),
+                "--seed",
+                str(seed),
+                "--size",
+                "64p",
+            ]
+        )
+        assert code == 0, text
+        outs.append(decoded(out))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert np.abs(outs[0].astype(int) - outs[2].astype(int)).mean() > 0.5
+
+
+class InterruptAfterFirstWindow:
+    """A progress display whose user presses Ctrl-C once the first window is finished."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def task(self, label, total=None, unit="frames"):
+        class Task:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return None
+
+            def advance(self, n=1):
+                if label == "windows":
+                    raise KeyboardInterrupt
+
+            def set_total(self, total):
+                return None
+
+        return Task()
+
+    def info(self, message):
+        self.notes.append(message)
+
+    def warn(self, message):
+        self.notes.append(message)
+
+
+def test_interrupted_run_resumes_and_reuses_its_finished_window_when_rerun(
+    tmp_path, weights, monkeypatch
+):
+    from vidrefine.batch import refine_files
+    from vidrefine.config import RunConfig
+    from vidrefine.errors import Interrupted
+    from vidrefine.progress import NullProgress
+    from vidrefine.refine import JobResult, RefineJob
+
+    monkeypatch.setenv("VIDREFINE_CACHE", str(tmp_path / "jobs"))
+    clip = make_clip(tmp_path / "in.mp4", frames=20, size_hw=(48, 64))
+    config = RunConfig(
+        size="64p", steps=2, window_latent=4, window_overlap_latent=2, vae_mode="whole"
+    )
+    paths = {n: weights / n for n in ("3d-vae.pt", "stage2.pt", "t5-v1_1-xxl")}
+    job = RefineJob(clip.path, tmp_path / "out.mp4", "a b c")
+    with pytest.raises(Interrupted):
+        refine_files([job], config, paths, progress=InterruptAfterFirstWindow())
+    assert not job.output.exists()  # nothing half-written under the final name
+    assert len(list((tmp_path / "jobs").glob("*/window_*.safetensors"))) == 1
+    (result,) = refine_files([job], config, paths, progress=NullProgress())
+    assert isinstance(result, JobResult) and result.reused_windows == 1
+    assert not list((tmp_path / "jobs").glob("*/window_*"))  # cleaned up once complete
+    fresh = RefineJob(clip.path, tmp_path / "fresh.mp4", "a b c")
+    refine_files([fresh], config, paths, resume=False)
+    a, b = decoded(job.output), decoded(fresh.output)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_missing_weights_are_named_with_the_download_command_when_offline(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=3, size_hw=(48, 64))
+    code, text = upscale(
+        [str(clip.path), "-c", "a", "--weights", str(tmp_path / "none"), "--offline"]
+    )
+    assert code == ExitCode.MISSING_WEIGHTS
+    assert "stage2.pt" in text and "vidrefine download" in text and "Traceback" not in text
+
+
+def test_stage_one_checkpoint_is_refused_as_stage_two_when_passed(tmp_path, weights):
+    folder = tmp_path / "w"
+    folder.mkdir()
+    for name in ("3d-vae.pt", "t5-v1_1-xxl"):
+        (folder / name).symlink_to(weights / name)
+    tensors = official_dit_tensors(text_dim=TINY_T5_WIDTH, stage2=False)
+    write_official(folder / "stage2.pt", tensors)
+    clip = make_clip(tmp_path / "in.mp4", frames=3, size_hw=(48, 64))
+    code, text = upscale(
+        [str(clip.path), "-c", "a", "--weights", str(folder), "-o", str(tmp_path / "o.mp4")]
+    )
+    assert code == ExitCode.BAD_CHECKPOINT, text
+    assert "stage I" in text and "Traceback" not in text
+    assert not (tmp_path / "o.mp4").exists()
+
+
+PEAK_SCRIPT = """
+import json, resource, sys
+from pathlib import Path
+from vidrefine.batch import refine_files
+from vidrefine.config import RunConfig
+from vidrefine.refine import RefineJob
+w = Path(sys.argv[1])
+paths = {n: w / n for n in ("3d-vae.pt", "stage2.pt", "t5-v1_1-xxl")}
+config = RunConfig(size="64p", steps=1, window_latent=4, window_overlap_latent=2,
+                   vae_mode="whole", cfg_scale=1.0)
+(r,) = refine_files([RefineJob(Path(sys.argv[2]), Path(sys.argv[3]), "a")], config, paths)
+print(json.dumps({"peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "frames": r.frames, "windows": r.windows}))
+"""
+
+
+@pytest.mark.slow
+def test_long_clip_runs_in_flat_memory_when_it_spans_many_windows(tmp_path, weights):
+    # Big input frames (480x640, 0.9 MB each) make holding the clip visible in the peak RSS:
+    # 120 frames would add ~110 MB, one window's worth is ~12 MB.
+    peaks = {}
+    for frames in (13, 120):
+        clip = make_clip(tmp_path / f"in{frames}.mp4", frames=frames, size_hw=(480, 640))
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                PEAK_SCRIPT,
+                str(weights),
+                str(clip.path),
+                str(tmp_path / f"out{frames}.mp4"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["frames"] == frames
+        peaks[frames] = report["peak_kb"]
+    assert peaks[120] < peaks[13] * 1.10, peaks
