@@ -71,19 +71,35 @@ def to_diffusers_name(name: str, levels: int) -> str:
     return name
 
 
+_LEVEL = re.compile(r"^encoder\.down\.(\d+)\.")
+_BLOCK = re.compile(r"^encoder\.down\.\d+\.block\.(\d+)\.")
+_RESNET_CONV = re.compile(r"^encoder\.down\.(\d+)\.block\.\d+\.conv[12]\.conv\.weight$")
+
+
+def _max_index(tensors: Mapping[str, torch.Tensor], pattern: re.Pattern) -> int:
+    found = [int(m.group(1)) for k in tensors if (m := pattern.match(k))]
+    return max(found, default=-1)
+
+
+def _level_width(tensors: Mapping[str, torch.Tensor], level: int) -> int:
+    """Output width of encoder level `level`: any of its resnet convs has it as dim 0."""
+    for key in sorted(tensors):
+        match = _RESNET_CONV.match(key)
+        if match and int(match.group(1)) == level:
+            return int(tensors[key].shape[0])
+    raise BadCheckpoint(f"not a VAE checkpoint: no resnet conv weights under encoder.down.{level}")
+
+
 def infer_vae_config(tensors: Mapping[str, torch.Tensor], base: VAEConfig) -> VAEConfig:
     """Read widths, resnets per level and latent channels from shapes; the rest from `base`."""
     missing = [k for k in _REQUIRED if k not in tensors]
     if missing:
         raise BadCheckpoint(f"not a VAE checkpoint: missing {', '.join(missing)}")
-    widths = []
-    while f"encoder.down.{len(widths)}.block.0.conv1.conv.weight" in tensors:
-        widths.append(tensors[f"encoder.down.{len(widths)}.block.0.conv1.conv.weight"].shape[0])
-    layers = 0
-    while f"encoder.down.0.block.{layers}.conv1.conv.weight" in tensors:
-        layers += 1
-    if not widths:
-        raise BadCheckpoint("not a VAE checkpoint: no encoder.down.0.block.0.conv1.conv.weight")
+    levels = _max_index(tensors, _LEVEL) + 1
+    layers = _max_index(tensors, _BLOCK) + 1
+    if levels < 1 or layers < 1:
+        raise BadCheckpoint("not a VAE checkpoint: no encoder.down.{i}.block.{j}.* keys")
+    widths = [_level_width(tensors, i) for i in range(levels)]
     conv_in = tensors["encoder.conv_in.conv.weight"]
     return VAEConfig(
         block_out_channels=tuple(int(w) for w in widths),

@@ -191,10 +191,10 @@ class Upsample3D(nn.Module):
             x = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
         elif step.first:
             head = F.interpolate(x[:, :, :1], scale_factor=(1.0, 2.0, 2.0), mode="nearest")
-            rest = x[:, :, 1:]
-            if rest.shape[2]:
-                rest = F.interpolate(rest, scale_factor=(2.0, 2.0, 2.0), mode="nearest")
-            x = torch.cat([head, rest], dim=2)
+            if x.shape[2] > 1:
+                rest = F.interpolate(x[:, :, 1:], scale_factor=(2.0, 2.0, 2.0), mode="nearest")
+                head = torch.cat([head, rest], dim=2)
+            x = head
         else:
             x = F.interpolate(x, scale_factor=(2.0, 2.0, 2.0), mode="nearest")
         frames = x.shape[2]

@@ -1,0 +1,67 @@
+"""`vidrefine convert SRC DST.safetensors`: official or diffusers weights -> vidrefine safetensors.
+
+The VAE path is `vidrefine.checkpoints.vae.convert_vae`; the DiT path uses
+`vidrefine.checkpoints.dit.convert_dit` when that module is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+from vidrefine.checkpoints.common import read_checkpoint
+from vidrefine.errors import BadInput
+
+KINDS = ("auto", "vae", "dit")
+
+
+def detect_kind(src: Path) -> str:
+    """'vae' for encoder.*/decoder.* weights, 'dit' for stage checkpoints; BadInput otherwise."""
+    raw = read_checkpoint(src)
+    tag = raw.metadata.get("vidrefine_format")
+    if tag in ("vae", "dit"):
+        return tag
+    keys = list(raw.tensors)
+    if any(k.startswith(("model.diffusion_model.", "transformer.layers.")) for k in keys):
+        return "dit"
+    if any(k.startswith(("encoder.", "decoder.")) for k in keys):
+        return "vae"
+    raise BadInput(f"{src}: cannot tell whether this is a VAE or a DiT; pass --kind vae|dit")
+
+
+def _convert_dit(src: Path, dst: Path, overwrite: bool) -> str:
+    try:
+        dit = importlib.import_module("vidrefine.checkpoints.dit")
+    except ModuleNotFoundError as exc:
+        if exc.name != "vidrefine.checkpoints.dit":
+            raise
+        raise BadInput("converting a DiT is not supported by this build; use --kind vae") from exc
+    dit.convert_dit(src, dst, overwrite=overwrite)
+    return "DiT"
+
+
+@click.command("convert")
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default="auto",
+    show_default=True,
+    help="What SRC holds; auto reads its keys.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
+def command(src: Path, dst: Path, kind: str, overwrite: bool) -> None:
+    """Convert SRC (3d-vae.pt, a diffusers VAE folder, stage2.pt) to DST.safetensors."""
+    from vidrefine.checkpoints.vae import convert_vae
+
+    if kind == "auto":
+        kind = detect_kind(src)
+    if kind == "vae":
+        config = convert_vae(src, dst, overwrite=overwrite)
+        what = f"VAE {config.block_out_channels}"
+    else:
+        what = _convert_dit(src, dst, overwrite)
+    click.echo(f"wrote {what} weights to {dst}")
