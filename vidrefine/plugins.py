@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from vidrefine.errors import BadInput, VidrefineError
-from vidrefine.progress import Progress
+
+if TYPE_CHECKING:  # kept out of the import so that `t2v --list-generators` starts fast
+    import numpy as np
+    import torch
+
+    from vidrefine.progress import Progress
 
 GENERATOR_GROUP = "vidrefine.generators"
 API_VERSION = 1  # bump when the protocol below changes incompatibly
@@ -93,11 +95,20 @@ class GeneratorEntry:
         return self.error is None
 
 
-def _check_shape(name: str, obj: object) -> str | None:
-    """None when `obj` satisfies the protocol, else a one-line reason."""
+def check_generator(name: str, obj: object) -> str | None:
+    """None when `obj` (a generator or its class) satisfies the protocol, else a one-line reason."""
     missing = [
         attr
-        for attr in ("api_version", "name", "size_hw", "num_frames", "fps", "load", "generate")
+        for attr in (
+            "api_version",
+            "name",
+            "size_hw",
+            "num_frames",
+            "fps",
+            "load",
+            "generate",
+            "release",
+        )
         if not hasattr(obj, attr)
     ]
     if missing:
@@ -123,7 +134,7 @@ def _inspect(ep: EntryPoint) -> GeneratorEntry:
         entry.error = f"generator {ep.name!r} ({ep.value}) is not a class or factory"
         return entry
     if isinstance(factory, type):  # a factory function is checked on what it returns
-        entry.error = _check_shape(ep.name, factory)
+        entry.error = check_generator(ep.name, factory)
     entry.factory = factory
     return entry
 
@@ -161,7 +172,7 @@ def create_generator(name: str, *, entries: dict[str, GeneratorEntry] | None = N
         raise
     except Exception as exc:
         raise VidrefineError(f"generator {name!r} failed to start: {exc!r}") from exc
-    problem = _check_shape(name, generator)
+    problem = check_generator(name, generator)
     if problem is not None:
         raise VidrefineError(problem)
     return generator
@@ -173,6 +184,7 @@ __all__ = [
     "GeneratedClip",
     "Generator",
     "GeneratorEntry",
+    "check_generator",
     "create_generator",
     "discover_generators",
 ]

@@ -21,9 +21,9 @@ import torch
 
 from vidrefine.config import RunConfig, replace
 from vidrefine.device import pick_device, resolve_dtype
-from vidrefine.errors import OutputExists
+from vidrefine.errors import BadInput, OutputExists
 from vidrefine.io.writer import VideoWriter
-from vidrefine.plugins import Generator, create_generator, discover_generators
+from vidrefine.plugins import Generator, check_generator, create_generator, discover_generators
 from vidrefine.progress import NullProgress, Progress
 from vidrefine.t2v_manifest import manifest_path, record_clip
 
@@ -95,7 +95,7 @@ def generate_videos(
     *,
     output_dir: Path,
     preview_only: bool = False,
-    generator: str = "flashvideo-stage1",
+    generator: str | Generator = "flashvideo-stage1",
     weights_dir: Path | None = None,
     offline: bool = False,
     overwrite: bool = False,
@@ -104,7 +104,9 @@ def generate_videos(
 ) -> list[T2VJob]:
     """Write a preview per prompt and seed, then (unless `preview_only`) its refined version.
 
-    Returns the jobs; `t2v-manifest.json` in `output_dir` records each clip as it is written.
+    `generator` is a registered plugin's name, or a `Generator` object (Python API: no
+    registration needed). Returns the jobs; `t2v-manifest.json` in `output_dir` records each clip
+    as it is written.
     """
     progress = progress or NullProgress()
     run = T2VRun(
@@ -118,7 +120,7 @@ def generate_videos(
         preview_only=preview_only,
         overwrite=overwrite,
     )
-    plugin = create_generator(generator, entries=discover_generators(progress.warn))
+    plugin = _plugin(generator, progress)
     if hasattr(plugin, "configure"):
         plugin.configure(config)
     paths = _resolve_weights(plugin, run, preview_only)
@@ -132,6 +134,15 @@ def generate_videos(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return jobs
+
+
+def _plugin(generator: str | Generator, progress: Progress) -> Generator:
+    if not isinstance(generator, str):
+        problem = check_generator(getattr(generator, "name", "?"), generator)
+        if problem is not None:
+            raise BadInput(problem)
+        return generator
+    return create_generator(generator, entries=discover_generators(progress.warn))
 
 
 def _resolve_weights(plugin: Generator, run: T2VRun, preview_only: bool) -> dict[str, Path]:

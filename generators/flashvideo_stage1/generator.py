@@ -166,7 +166,14 @@ class FlashVideoStage1:
         (spec §6.5, pitfall 18).
         """
         z = rearrange(latents, "b t c h w -> b c t h w") / STAGE1_LATENT_SCALE
-        plan = plan_vae(self.size_hw, self.num_frames, budget_gb=self.vram_gb, mode=self.vae_mode)
+        plan = plan_vae(
+            self.size_hw,
+            self.num_frames,
+            budget_gb=self.vram_gb,
+            mode=self.vae_mode,
+            dtype_bytes=torch.finfo(self._vae_dtype).bits // 8,
+            faithful_splits_hw=(1, 1),  # stage I decodes the whole 32x60 latent (spec §6.5)
+        )
         video = decode_latents(self._vae, z.to(self._vae_dtype), plan)  # (1, 3, T, H, W)
         video = ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0
         return rearrange(video[0], "c t h w -> t h w c").cpu().numpy().astype(np.float32)
