@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from vidrefine.checkpoints import load_dit, load_vae
-from vidrefine.config import STAGE2_DIT, RunConfig
+from vidrefine.config import RunConfig
 from vidrefine.device import pick_device, resolve_dtype
 from vidrefine.errors import Interrupted, VidrefineError
 from vidrefine.jobs import file_identity
@@ -69,7 +69,7 @@ def load_stage_two(
     dtype = resolve_dtype(config.dtype, device)
     vae_dtype = resolve_dtype(config.vae_dtype, device)
     vae = load_vae(paths[VAE_FILE], dtype=vae_dtype, device=device).eval()
-    dit = load_dit(paths[STAGE2_FILE], STAGE2_DIT, dtype=dtype, device=device).eval()
+    dit = load_dit(paths[STAGE2_FILE], dtype=dtype, device=device, stage=2).eval()
     return StageTwoModels(vae=vae, dit=dit, device=device, dtype=dtype, vae_dtype=vae_dtype)
 
 

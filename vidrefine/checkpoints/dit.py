@@ -252,6 +252,7 @@ def load_dit(
     *,
     dtype: torch.dtype | None = None,
     device: torch.device | str = "cpu",
+    stage: int | None = None,
 ) -> VideoDiT:
     """Build a `VideoDiT` from `path` (official .pt or vidrefine .safetensors).
 
@@ -261,8 +262,16 @@ def load_dit(
             None accepts whatever the file holds (config inferred from its shapes).
         dtype: cast floating weights to this dtype; None keeps the file's (bf16 officially).
         device: where the module ends up.
+        stage: 1 or 2 to refuse the other stage's file whatever its size (tiny test models
+            included); `config` checks the exact architecture instead.
     """
     weights = read_dit_weights(path, config)
+    if stage is not None and weights.config.stage2_embeddings != (stage == 2):
+        expected = "stage II" if stage == 2 else "stage I"
+        raise BadCheckpoint(
+            f"{weights.path.name} holds a {stage_name(weights.config)} DiT but {expected} is "
+            f"expected; pass {'stage2.pt' if stage == 2 else 'stage1.pt'}"
+        )
     tensors = weights.tensors
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}

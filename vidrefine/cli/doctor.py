@@ -79,8 +79,13 @@ def weights_table(folders: list[Path], files: tuple[WeightFile, ...] = ALL_WEIGH
     metavar="DIR",
     help="Also look in this weights folder (first).",
 )
+@click.option(
+    "--selftest",
+    is_flag=True,
+    help="Also refine a generated clip with tiny random models (no downloads, ~20 s on a CPU).",
+)
 @click.pass_obj
-def command(env: Environment, weights: Path | None) -> None:
+def command(env: Environment, weights: Path | None, selftest: bool) -> None:
     """Check the installation: torch, GPUs, codecs, and which weights are found where."""
     system = Table("component", "state", title="system", show_header=False)
     for name, state in (*torch_rows(), *av_rows()):
@@ -92,3 +97,18 @@ def command(env: Environment, weights: Path | None) -> None:
         exists = "" if folder.is_dir() else " (does not exist)"
         env.console.print(f"  {index}. {folder}{exists}")
     env.console.print(weights_table(folders))
+    if selftest:
+        run_selftest_command(env)
+
+
+def run_selftest_command(env: Environment) -> None:
+    """Run the whole stage-II path on tiny random weights and report what it measured."""
+    from vidrefine.selftest import run_selftest
+
+    env.note("selftest: refining a generated clip with tiny random models ...")
+    report = run_selftest()
+    height, width = report.output_hw
+    env.console.print(
+        f"selftest passed: {report.input_frames} frames in, {report.output_frames} out at "
+        f"{width}x{height}, {report.audio_streams} audio stream(s) kept, {report.seconds:.1f} s"
+    )
