@@ -85,3 +85,54 @@ def write_toy_plugins(folder: Path) -> Path:
             "future": "vr_toy_plugin:WrongVersion",
         },
     )
+
+
+# ---- tiny official-format weights for the whole t2v path ---------------------------------------
+
+TINY_STAGE1_HW = (16, 16)  # latent 2x2 -> one DiT token per frame
+TINY_STAGE1_FRAMES = 5  # 2 latent frames
+TINY_STAGE1_STEPS = 3
+# Stage II at its smallest size (64x64) with 2-latent windows: a few seconds per clip on a CPU.
+TINY_PRESET = textwrap.dedent(
+    """
+    size = "64x64"
+    steps = 2
+    window_latent = 2
+    window_overlap_latent = 1
+    crf = 30
+    encoder_preset = "ultrafast"
+    """
+)
+
+
+def tiny_stage1():
+    """Entry-point factory: the bundled FlashVideo stage I at a tiny size, any DiT shape."""
+    from generators.flashvideo_stage1 import FlashVideoStage1
+
+    return FlashVideoStage1(
+        size_hw=TINY_STAGE1_HW,
+        num_frames=TINY_STAGE1_FRAMES,
+        steps=TINY_STAGE1_STEPS,
+        dit_config=None,
+    )
+
+
+def write_tiny_weights(folder: Path) -> Path:
+    """3d-vae.pt, stage1.pt (LoRA NOT merged), stage2.pt and a T5 folder, all tiny and seeded."""
+    import torch
+    from dit_fixtures import lora_wrapped, official_dit_tensors, write_official
+    from t5_fixtures import make_tiny_t5
+
+    from vidrefine.models.vae import CausalVideoVAE
+    from vidrefine.selftest import TINY_VAE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    make_tiny_t5(folder / "t5-v1_1-xxl")
+    unmerged, _ = lora_wrapped(official_dit_tensors(stage2=False, seed=1), rank=4)
+    write_official(folder / "stage1.pt", unmerged)
+    write_official(folder / "stage2.pt", official_dit_tensors(stage2=True, seed=2))
+    torch.manual_seed(3)
+    vae = CausalVideoVAE(TINY_VAE)
+    torch.save({"state_dict": vae.state_dict()}, folder / "3d-vae.pt")  # official layout
+    (folder / "tiny.toml").write_text(TINY_PRESET)
+    return folder

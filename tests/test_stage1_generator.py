@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,7 +132,3 @@ def test_default_guidance_is_monotone_and_faithful_is_not_when_built_for_51_step
     assert all(a >= b for a, b in zip(dynamic, dynamic[1:], strict=False))
     assert dynamic[0] == pytest.approx(9.0) and len(dynamic) == len(faithful) == 51
     assert faithful[:3] == pytest.approx([8.287, 4.004, 2.404], abs=1e-3)  # spec §4.3 table
-
-
-def test_unused_path_object_is_fine(tmp_path: Path):
-    assert tmp_path.exists()

@@ -46,6 +46,9 @@ class FlashVideoStage1:
     api_version = API_VERSION
     name = "flashvideo-stage1"
     required_weights = ("stage1", "vae")
+    size_hw = NATIVE_HW
+    num_frames = NATIVE_FRAMES
+    fps = NATIVE_FPS
 
     def __init__(
         self,
@@ -108,7 +111,9 @@ class FlashVideoStage1:
         paths = resolve((STAGE1, VAE), weights_dir=weights_dir, fetch=False)
         self._dtype = dtype
         self._vae_dtype = resolve_dtype(self.vae_dtype_name, device)
-        self._dit = load_dit(paths[STAGE1.name], self.dit_config, dtype=dtype, device=device)
+        self._dit = load_dit(
+            paths[STAGE1.name], self.dit_config, dtype=dtype, device=device, stage=1
+        )
         self._dit.eval()
         self._vae = load_vae(paths[VAE.name], dtype=self._vae_dtype, device=device).eval()
         self.model_files = {"stage1": str(paths[STAGE1.name]), "vae": str(paths[VAE.name])}
