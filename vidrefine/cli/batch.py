@@ -129,6 +129,11 @@ def find_caption(
     sidecar = sidecar_path(input_path)
     if sidecar.is_file():
         return read_caption_file(sidecar), str(sidecar)
+    from vidrefine.t2v_manifest import caption_for_preview, manifest_path
+
+    recorded = caption_for_preview(input_path)
+    if recorded is not None:
+        return " ".join(recorded.split()), str(manifest_path(input_path.parent))
     raise BadInput(
         f"no caption for {input_path}: pass --caption TEXT or --caption-file FILE, or put one in "
         f"{sidecar} (the model was trained on long, detailed descriptions)"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +10,9 @@ import click
 from vidrefine.cli.environment import Environment
 from vidrefine.cli.options import build_config, print_config, run_options, weights_options
 from vidrefine.config import RunConfig
-from vidrefine.errors import BadInput, VidrefineError
+from vidrefine.errors import BadInput
+from vidrefine.plugins import GENERATOR_GROUP, discover_generators
 
-GENERATOR_GROUP = "vidrefine.generators"
 DEFAULT_GENERATOR = "flashvideo-stage1"
 
 
@@ -66,8 +65,8 @@ def check_output_folder(folder: Path) -> None:
 
 
 def show_generators(env: Environment) -> None:
-    """Print the installed generator plugins (entry-point group `vidrefine.generators`)."""
-    found = sorted(entry_points(group=GENERATOR_GROUP), key=lambda ep: ep.name)
+    """Print the installed generator plugins; a broken one is listed with its error."""
+    found = discover_generators(warn=lambda message: env.note(f"warning: {message}"))
     if not found:
         env.stdout.write(
             f"no generators installed (entry-point group {GENERATOR_GROUP}); "
@@ -76,10 +75,10 @@ def show_generators(env: Environment) -> None:
         return
     from rich.table import Table
 
-    table = Table("name", "object", "package", title="generators")
-    for ep in found:
-        dist = ep.dist.name if ep.dist is not None else "?"
-        table.add_row(ep.name, ep.value, dist)
+    table = Table("name", "object", "package", "status", title="generators")
+    for entry in found.values():
+        status = "ok" if entry.ok else "broken (see the warning above)"
+        table.add_row(entry.name, entry.value, entry.package, status)
     env.console.print(table)
 
 
@@ -168,5 +167,27 @@ def run_t2v(
     overwrite: bool,
     env: Environment,
 ) -> None:
-    """Generate every (prompt, seed) preview, then refine each (the integrator fills this in)."""
-    raise VidrefineError("text-to-video is not built yet (issue 6)")
+    """Generate every (prompt, seed) preview, then refine each; print where everything went."""
+    from vidrefine.t2v import generate_videos
+    from vidrefine.t2v_manifest import manifest_path
+
+    jobs = generate_videos(
+        prompts,
+        seeds,
+        config,
+        output_dir=output_dir,
+        preview_only=preview_only,
+        generator=generator,
+        weights_dir=weights_dir,
+        offline=offline,
+        overwrite=overwrite,
+        progress=env.progress(),
+    )
+    from rich.table import Table
+
+    table = Table("prompt", "seed", "preview", "refined", title="vidrefine t2v")
+    for job in jobs:
+        refined = str(job.output) if job.output is not None else "-"
+        table.add_row(f"{job.prompt_number}", str(job.seed), str(job.preview), refined)
+    env.err_console.print(table)
+    env.note(f"manifest: {manifest_path(output_dir)}")

@@ -1,0 +1,184 @@
+"""`FlashVideoStage1`: text embedding -> 49 frames of 256x480, FlashVideo's stage I (spec §1, §4).
+
+The DiT is vidrefine's `VideoDiT` in its stage-I configuration, loaded from the official
+stage1.pt with the LoRA merged at load (spec §3.8); the VAE is the same CogVideoX VAE stage II
+uses, at latent scale 0.7 (spec §6.4).
+"""
+
+from __future__ import annotations
+
+import gc
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from generators.flashvideo_stage1.sampler import (
+    GUIDANCE_MODES,
+    STEPS,
+    guidance_scales,
+    sample_stage1_latents,
+)
+from vidrefine.checkpoints import load_dit, load_vae
+from vidrefine.config import OFFICIAL_VAE, STAGE1_DIT, STAGE1_LATENT_SCALE, DiTConfig, RunConfig
+from vidrefine.device import resolve_dtype
+from vidrefine.errors import BadInput
+from vidrefine.plugins import API_VERSION, GeneratedClip
+from vidrefine.progress import NullProgress, Progress
+from vidrefine.vae_runner import decode_latents, plan_vae
+
+NATIVE_HW = (256, 480)  # "270p" rounded down to a multiple of 16 (pitfall 1)
+NATIVE_FRAMES = 49  # 13 latent frames: 1 + 4 * 12
+NATIVE_FPS = Fraction(8)  # the original writes every clip at 8 fps (spec §9.2)
+DEFAULT_CFG = 8.0  # spec §4.3, §9.2
+
+
+class FlashVideoStage1:
+    """FlashVideo's stage-I generator (plugin API version 1).
+
+    The constructor arguments exist for tests and experiments (a tiny model at a tiny size);
+    the entry point builds the defaults, which are the original's.
+    """
+
+    api_version = API_VERSION
+    name = "flashvideo-stage1"
+    required_weights = ("stage1", "vae")
+    size_hw = NATIVE_HW
+    num_frames = NATIVE_FRAMES
+    fps = NATIVE_FPS
+
+    def __init__(
+        self,
+        *,
+        size_hw: tuple[int, int] = NATIVE_HW,
+        num_frames: int = NATIVE_FRAMES,
+        fps: Fraction = NATIVE_FPS,
+        steps: int = STEPS,
+        dit_config: DiTConfig | None = STAGE1_DIT,
+    ) -> None:
+        """Set the clip geometry; `dit_config=None` accepts the architecture the file holds."""
+        self.size_hw = size_hw
+        self.num_frames = num_frames
+        self.fps = fps
+        self.steps = steps
+        self.dit_config = dit_config
+        self.cfg_scale = DEFAULT_CFG
+        self.guidance = "dynamic"
+        self.vae_mode = "blend"
+        self.vae_dtype_name = "auto"
+        self.vram_gb: float | None = None
+        self._dit: torch.nn.Module | None = None
+        self._vae: torch.nn.Module | None = None
+        self._dtype = torch.float32
+        self._vae_dtype = torch.float32
+        self.model_files: dict[str, str] = {}
+
+    # -- plugin API ------------------------------------------------------------------------
+    def configure(self, config: RunConfig) -> None:
+        """Take the stage-I knobs from the run config (guidance, VAE mode and precision)."""
+        if config.stage1_guidance not in GUIDANCE_MODES:
+            raise BadInput(
+                f"stage1_guidance {config.stage1_guidance!r} is not one of "
+                f"{', '.join(GUIDANCE_MODES)}"
+            )
+        self.cfg_scale = config.stage1_cfg_scale
+        self.guidance = config.stage1_guidance
+        self.vae_mode = config.vae_mode
+        self.vae_dtype_name = config.vae_dtype
+        self.vram_gb = config.vram_gb
+
+    def describe(self) -> dict[str, Any]:
+        """The settings that decide the output, for the run manifest."""
+        return {
+            "size_hw": list(self.size_hw),
+            "num_frames": self.num_frames,
+            "fps": str(self.fps),
+            "steps": self.steps,
+            "cfg_scale": self.cfg_scale,
+            "guidance": self.guidance,
+            "vae_mode": self.vae_mode,
+            "latent_scale": STAGE1_LATENT_SCALE,
+            "model_files": dict(self.model_files),
+        }
+
+    def load(self, weights_dir: Path | None, *, device: torch.device, dtype: torch.dtype) -> None:
+        """Load stage1.pt (LoRA merged) and 3d-vae.pt from vidrefine's weight search path."""
+        from vidrefine.weights import STAGE1, VAE, resolve
+
+        paths = resolve((STAGE1, VAE), weights_dir=weights_dir, fetch=False)
+        self._dtype = dtype
+        self._vae_dtype = resolve_dtype(self.vae_dtype_name, device)
+        self._dit = load_dit(
+            paths[STAGE1.name], self.dit_config, dtype=dtype, device=device, stage=1
+        )
+        self._dit.eval()
+        self._vae = load_vae(paths[VAE.name], dtype=self._vae_dtype, device=device).eval()
+        self.model_files = {"stage1": str(paths[STAGE1.name]), "vae": str(paths[VAE.name])}
+
+    def generate(
+        self, prompt_embedding: torch.Tensor, seed: int, *, progress: Progress | None = None
+    ) -> GeneratedClip:
+        """One clip from a (1, 226, D) caption embedding; the seed fixes every noise draw."""
+        if self._dit is None or self._vae is None:
+            raise RuntimeError("FlashVideoStage1.generate() called before load()")
+        progress = progress or NullProgress()
+        latents = sample_stage1_latents(
+            self._dit,
+            prompt_embedding,
+            self.latent_shape(),
+            seed,
+            scales=guidance_scales(self.guidance, self.cfg_scale, self.steps),
+            dtype=self._dtype,
+            steps=self.steps,
+            progress=progress,
+        )
+        frames = self.decode(latents)
+        preview = np.rint(frames).astype(np.uint8)
+        return GeneratedClip(frames=frames, preview=preview, fps=self.fps)
+
+    def release(self) -> None:
+        """Drop the DiT and VAE and return their device memory."""
+        device = next(self._dit.parameters()).device if self._dit is not None else None
+        self._dit = self._vae = None
+        gc.collect()
+        if device is not None and device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _vae_factors(self) -> tuple[int, int, int]:
+        cfg = getattr(self._vae, "config", OFFICIAL_VAE)
+        return cfg.latent_channels, cfg.spatial_factor, cfg.temporal_factor
+
+    def latent_shape(self) -> tuple[int, int, int, int]:
+        """(T', C, h, w) of the DiT state, e.g. (13, 16, 32, 60) for 49 frames of 256x480."""
+        channels, spatial, temporal = self._vae_factors()
+        (h, w), frames = self.size_hw, self.num_frames
+        multiple = spatial * (self.dit_config.patch_size if self.dit_config else 2)
+        if h % multiple or w % multiple:
+            raise BadInput(f"generator size {w}x{h} must be a multiple of {multiple}")
+        if (frames - 1) % temporal:
+            raise BadInput(f"generator frame count {frames} must be 1 + {temporal}k")
+        return 1 + (frames - 1) // temporal, channels, h // spatial, w // spatial
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Latents (1, T', C, h, w) x 0.7 -> float frames (T, H, W, 3) in [0, 255], unrounded.
+
+        clamp((x + 1) / 2) * 255 without quantisation, as the original hands stage II
+        (spec §6.5, pitfall 18).
+        """
+        z = rearrange(latents, "b t c h w -> b c t h w") / STAGE1_LATENT_SCALE
+        plan = plan_vae(
+            self.size_hw,
+            self.num_frames,
+            budget_gb=self.vram_gb,
+            mode=self.vae_mode,
+            dtype_bytes=torch.finfo(self._vae_dtype).bits // 8,
+            faithful_splits_hw=(1, 1),  # stage I decodes the whole 32x60 latent (spec §6.5)
+        )
+        video = decode_latents(self._vae, z.to(self._vae_dtype), plan)  # (1, 3, T, H, W)
+        video = ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0
+        return rearrange(video[0], "c t h w -> t h w c").cpu().numpy().astype(np.float32)

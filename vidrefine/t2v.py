@@ -1,0 +1,278 @@
+"""Text to video: a generator plugin makes low-res previews, stage II refines them (spec §1, §9.2).
+
+Order of work, so that no two large models share the device: T5 encodes every prompt once and is
+freed; the generator makes every preview, keeping each clip's unquantised float frames in a
+scratch file, and is freed; then stage II refines each clip from those float frames (pitfall 18),
+never from the compressed preview.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidrefine.config import RunConfig, replace
+from vidrefine.device import pick_device, resolve_dtype
+from vidrefine.errors import BadInput, OutputExists
+from vidrefine.io.writer import VideoWriter
+from vidrefine.plugins import Generator, check_generator, create_generator, discover_generators
+from vidrefine.progress import NullProgress, Progress
+from vidrefine.t2v_manifest import manifest_path, record_clip
+
+SCRATCH_DIR = ".t2v-frames"  # float frames between stage I and stage II, removed when done
+PREVIEW_CRF = 14  # the notebook's stage-I quality (spec §9.3); previews are small
+
+
+@dataclass(frozen=True)
+class T2VJob:
+    """One (prompt, seed) pair and the files it produces."""
+
+    prompt_number: int  # 1-based line of the prompt list
+    prompt: str
+    seed: int
+    preview: Path
+    output: Path | None  # None with --preview-only
+
+    @property
+    def stem(self) -> str:
+        """`p001_seed0`: the prompt number and seed every file of this clip is named by."""
+        return clip_stem(self.prompt_number, self.seed)
+
+
+def clip_stem(prompt_number: int, seed: int) -> str:
+    """File-name stem of one clip: prompt number (3 digits) and seed."""
+    return f"p{prompt_number:03d}_seed{seed}"
+
+
+def plan_t2v_jobs(
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    output_dir: Path,
+    *,
+    size: str,
+    preview_only: bool,
+    overwrite: bool,
+) -> list[T2VJob]:
+    """Every prompt x seed, with its file names checked before any work (prompt-major order)."""
+    jobs = []
+    for number, prompt in enumerate(prompts, start=1):
+        for seed in seeds:
+            stem = clip_stem(number, seed)
+            preview = output_dir / f"{stem}_preview.mp4"
+            output = None if preview_only else output_dir / f"{stem}_{size.strip().lower()}.mp4"
+            for path in (preview, output):
+                if path is not None and path.exists() and not overwrite:
+                    raise OutputExists(f"{path} exists; pass --overwrite to replace it")
+            jobs.append(T2VJob(number, prompt, seed, preview, output))
+    return jobs
+
+
+@dataclass
+class T2VRun:
+    """What a t2v call needs besides the jobs (so that the steps below take one argument)."""
+
+    config: RunConfig
+    output_dir: Path
+    weights_dir: Path | None
+    offline: bool
+    overwrite: bool
+    progress: Progress
+    device: torch.device
+
+
+def generate_videos(
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    config: RunConfig,
+    *,
+    output_dir: Path,
+    preview_only: bool = False,
+    generator: str | Generator = "flashvideo-stage1",
+    weights_dir: Path | None = None,
+    offline: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    device: torch.device | None = None,
+) -> list[T2VJob]:
+    """Write a preview per prompt and seed, then (unless `preview_only`) its refined version.
+
+    `generator` is a registered plugin's name, or a `Generator` object (Python API: no
+    registration needed). Returns the jobs; `t2v-manifest.json` in `output_dir` records each clip
+    as it is written.
+    """
+    progress = progress or NullProgress()
+    run = T2VRun(
+        config, output_dir, weights_dir, offline, overwrite, progress, device or pick_device()
+    )
+    jobs = plan_t2v_jobs(
+        prompts,
+        seeds,
+        output_dir,
+        size=config.size,
+        preview_only=preview_only,
+        overwrite=overwrite,
+    )
+    plugin = _plugin(generator, progress)
+    if hasattr(plugin, "configure"):
+        plugin.configure(config)
+    paths = _resolve_weights(plugin, run, preview_only)
+    states = _encode_prompts(jobs, paths, run)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    scratch = output_dir / SCRATCH_DIR
+    try:
+        fps = _make_previews(plugin, jobs, states, run, scratch if not preview_only else None)
+        if not preview_only:
+            _refine_all(jobs, states, paths, run, scratch, fps)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return jobs
+
+
+def _plugin(generator: str | Generator, progress: Progress) -> Generator:
+    if not isinstance(generator, str):
+        problem = check_generator(getattr(generator, "name", "?"), generator)
+        if problem is not None:
+            raise BadInput(problem)
+        return generator
+    return create_generator(generator, entries=discover_generators(progress.warn))
+
+
+def _resolve_weights(plugin: Generator, run: T2VRun, preview_only: bool) -> dict[str, Path]:
+    """Fetch what is missing up front: T5, the generator's files, and stage II's unless previews."""
+    from vidrefine.weights import BY_KEY, T5, UPSCALE_WEIGHTS, resolve
+
+    wanted = [T5, *(BY_KEY[key] for key in getattr(plugin, "required_weights", ()))]
+    if not preview_only:
+        wanted.extend(UPSCALE_WEIGHTS)
+    announce = run.progress.info
+    return resolve(wanted, weights_dir=run.weights_dir, offline=run.offline, announce=announce)
+
+
+def _stage2_caption(config: RunConfig, prompt: str) -> str:
+    return f"{config.caption_prefix}{prompt}" if config.caption_prefix else prompt
+
+
+def _encode_prompts(
+    jobs: Sequence[T2VJob], paths: dict[str, Path], run: T2VRun
+) -> dict[str, torch.Tensor]:
+    """T5 states for every prompt (and its stage-II form), one T5 load, freed afterwards."""
+    from vidrefine.batch import encode_captions
+    from vidrefine.weights import T5
+
+    captions = [job.prompt for job in jobs]
+    captions += [_stage2_caption(run.config, job.prompt) for job in jobs if job.output]
+    dtype = resolve_dtype(run.config.dtype, run.device)
+    return encode_captions(
+        paths[T5.name], captions, device=run.device, dtype=dtype, progress=run.progress
+    )
+
+
+def _make_previews(
+    plugin: Generator,
+    jobs: Sequence[T2VJob],
+    states: dict[str, torch.Tensor],
+    run: T2VRun,
+    scratch: Path | None,
+) -> dict[str, Fraction]:
+    """Generate every clip; write its preview, sidecar caption and (for stage II) float frames.
+
+    Returns each clip's frame rate by stem.
+    """
+    rates: dict[str, Fraction] = {}
+    dtype = resolve_dtype(run.config.dtype, run.device)
+    plugin.load(run.weights_dir, device=run.device, dtype=dtype)
+    try:
+        with run.progress.task("previews", total=len(jobs), unit="clip") as bar:
+            for job in jobs:
+                clip = plugin.generate(states[job.prompt], job.seed, progress=run.progress)
+                write_frames(job.preview, clip.preview, clip.fps, overwrite=run.overwrite)
+                job.preview.with_suffix(".txt").write_text(job.prompt + "\n", encoding="utf-8")
+                if scratch is not None:
+                    scratch.mkdir(parents=True, exist_ok=True)
+                    np.save(scratch / f"{job.stem}.npy", clip.frames.astype(np.float32))
+                record_clip(manifest_path(run.output_dir), _manifest_entry(job, plugin))
+                rates[job.stem] = Fraction(clip.fps)
+                bar.advance()
+    finally:
+        plugin.release()
+    return rates
+
+
+def _manifest_entry(job: T2VJob, plugin: Generator) -> dict[str, Any]:
+    """A clip's manifest entry once its preview exists; `output` is filled in by stage II."""
+    describe = getattr(plugin, "describe", None)
+    return {
+        "prompt_number": job.prompt_number,
+        "prompt": job.prompt,
+        "seed": job.seed,
+        "preview": job.preview.name,
+        "output": None,
+        "generator": {"name": plugin.name, "settings": describe() if describe else {}},
+        "stage2": None,
+    }
+
+
+def write_frames(path: Path, frames: np.ndarray, fps: Fraction, *, overwrite: bool) -> None:
+    """Write uint8 frames (T, H, W, 3) at a constant `fps` (pts = frame index)."""
+    height, width = frames.shape[1:3]
+    with VideoWriter(
+        path,
+        size_hw=(height, width),
+        time_base=1 / Fraction(fps),
+        fps=Fraction(fps),
+        crf=PREVIEW_CRF,
+        overwrite=overwrite,
+    ) as writer:
+        writer.write(frames, np.arange(len(frames), dtype=np.int64))
+
+
+def _refine_all(
+    jobs: Sequence[T2VJob],
+    states: dict[str, torch.Tensor],
+    paths: dict[str, Path],
+    run: T2VRun,
+    scratch: Path,
+    rates: dict[str, Fraction],
+) -> None:
+    """Stage II for every clip from its float frames; the models are loaded once."""
+    from vidrefine.batch import load_stage_two
+    from vidrefine.jobs import file_identity
+    from vidrefine.refine import RefineJob
+    from vidrefine.stage2_frames import refine_frames
+    from vidrefine.t2v_manifest import clip_entry
+
+    models = load_stage_two(paths, run.config, run.device)
+    identity = {name: file_identity(Path(p)) for name, p in paths.items() if Path(p).is_file()}
+    files = {name: str(path) for name, path in paths.items()}
+    manifest = manifest_path(run.output_dir)
+    with run.progress.task("refine", total=len(jobs), unit="clip") as bar:
+        for job in jobs:
+            if job.output is None:
+                continue
+            frames_file = scratch / f"{job.stem}.npy"
+            config = replace(run.config, seed=job.seed)  # stage II noise follows the clip's seed
+            refine_frames(
+                models,
+                config,
+                np.load(frames_file, mmap_mode="r"),
+                RefineJob(job.preview, job.output, job.prompt),
+                fps=rates[job.stem],
+                embeddings=states.__getitem__,
+                weights_identity=identity,
+                overwrite=run.overwrite,
+                progress=run.progress,
+            )
+            frames_file.unlink()
+            entry = dict(clip_entry(manifest, job.preview.name) or {})
+            entry["output"] = job.output.name
+            entry["stage2"] = {"config": dataclasses.asdict(config), "model_files": files}
+            record_clip(manifest, entry)
+            bar.advance()
