@@ -7,7 +7,7 @@ docs/pipeline.md). Every step is a named function; `Refiner.refine` only wires t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -21,7 +21,7 @@ from vidrefine.config import STAGE2_LATENT_SCALE, RunConfig
 from vidrefine.device import autocast_for, peak_memory_bytes
 from vidrefine.geometry import OutputGeometry, plan_geometry
 from vidrefine.io.atomic import check_output
-from vidrefine.io.probe import MediaInfo, probe
+from vidrefine.io.probe import probe
 from vidrefine.io.reader import read_chunks
 from vidrefine.io.writer import VideoWriter
 from vidrefine.jobs import JobStore, file_identity, job_key
@@ -48,6 +48,17 @@ class RefineJob:
     input: Path
     output: Path
     caption: str
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """What the refiner needs to know about the frames it streams."""
+
+    display_hw: tuple[int, int]
+    frame_count: int
+    time_base: Fraction
+    fps: Fraction
+    audio_from: Path | None = None  # file whose audio streams are copied to the output
 
 
 @dataclass
@@ -105,25 +116,65 @@ class Refiner:
         """Refine `job.input` into `job.output`; finished windows are kept for resuming."""
         check_output(job.input, job.output, overwrite=overwrite)
         info = probe(job.input)
-        geometry = plan_geometry(info.display_hw, self.config.size, aspect=self.config.aspect)
+        source = ClipSource(
+            display_hw=info.display_hw,
+            frame_count=info.frame_count,
+            time_base=info.time_base,
+            fps=info.fps,
+            audio_from=job.input if self.config.audio else None,
+        )
+        chunks = ((c.frames, c.pts) for c in read_chunks(job.input, READ_CHUNK_FRAMES))
+        key = self.job_key({"input": file_identity(job.input), "caption": job.caption})
+        return self.refine_stream(chunks, source, job, key=key, overwrite=overwrite, resume=resume)
+
+    def refine_stream(
+        self,
+        chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+        source: ClipSource,
+        job: RefineJob,
+        *,
+        key: str,
+        overwrite: bool = False,
+        resume: bool = True,
+    ) -> JobResult:
+        """Refine streamed `(frames, pts)` chunks into `job.output`.
+
+        Frames are (T, H, W, 3) uint8, or float in [0, 255] when they come straight from a
+        generator's decode (spec §5.1). `key` names the resume folder (see `job_key`).
+        """
+        geometry = plan_geometry(source.display_hw, self.config.size, aspect=self.config.aspect)
         plan = WindowPlan(self.config.window_latent, self.config.window_overlap_latent)
-        store = JobStore(self._key(job, info))
+        store = JobStore(key)
         if not resume:
             store.clear()
-        result = JobResult(job, output_hw=geometry.output_hw, windows=plan.count(info.frame_count))
+        result = JobResult(
+            job, output_hw=geometry.output_hw, windows=plan.count(source.frame_count)
+        )
         context = self._context(job.caption)
         vae_plan = self._vae_plan(geometry, plan)
         carry = _Carry()
-        with self._writer(job, info, geometry, overwrite) as writer:
-            chunks = ((c.frames, c.pts) for c in read_chunks(job.input, READ_CHUNK_FRAMES))
-            with self.progress.task("windows", total=result.windows, unit="window") as bar:
-                for window in slice_windows(chunks, plan):
-                    self._window(window, plan, geometry, vae_plan, context, store, carry, result)
-                    self._emit(window, plan, carry, writer, result)
-                    bar.advance()
+        writer = self._writer(job, source, geometry, overwrite)
+        with writer, self.progress.task("windows", total=result.windows, unit="window") as bar:
+            for window in slice_windows(chunks, plan):
+                self._window(window, plan, geometry, vae_plan, context, store, carry, result)
+                self._emit(window, plan, carry, writer, result)
+                bar.advance()
         store.clear()
         result.peak_memory_bytes = peak_memory_bytes(self.models.device)
         return result
+
+    def job_key(self, identity: dict) -> str:
+        """Resume key: `identity` (input and caption) plus everything that changes the numbers."""
+        numbers = {k: v for k, v in asdict(self.config).items() if k not in _NON_NUMERIC_KNOBS}
+        return job_key(
+            {
+                **identity,
+                "config": numbers,
+                "weights": self.weights_identity,
+                "dtype": str(self.models.dtype),
+                "vae_dtype": str(self.models.vae_dtype),
+            }
+        )
 
     def _window(
         self,
@@ -258,20 +309,20 @@ class Refiner:
         return window.pts[:count]
 
     def _writer(
-        self, job: RefineJob, info: MediaInfo, geometry: OutputGeometry, overwrite: bool
+        self, job: RefineJob, source: ClipSource, geometry: OutputGeometry, overwrite: bool
     ) -> VideoWriter:
         cfg = self.config
         fixed = cfg.fps_mode == "fixed8"
         return VideoWriter(
             job.output,
             size_hw=geometry.output_hw,
-            time_base=1 / FAITHFUL_FPS if fixed else info.time_base,
-            fps=FAITHFUL_FPS if fixed else info.fps,
+            time_base=1 / FAITHFUL_FPS if fixed else source.time_base,
+            fps=FAITHFUL_FPS if fixed else source.fps,
             codec=cfg.codec,
             crf=cfg.crf,
             preset=cfg.encoder_preset,
             pix_fmt=cfg.pix_fmt,
-            audio_from=job.input if cfg.audio and not fixed else None,
+            audio_from=None if fixed else source.audio_from,
             overwrite=overwrite,
         )
 
@@ -289,19 +340,6 @@ class Refiner:
             tile_latent=cfg.vae_tile_latent,
             overlap_latent=cfg.vae_tile_overlap_latent,
             chunk_latent=cfg.vae_chunk_latent,
-        )
-
-    def _key(self, job: RefineJob, info: MediaInfo) -> str:
-        numbers = {k: v for k, v in asdict(self.config).items() if k not in _NON_NUMERIC_KNOBS}
-        return job_key(
-            {
-                "input": file_identity(job.input),
-                "caption": job.caption,
-                "config": numbers,
-                "weights": self.weights_identity,
-                "dtype": str(self.models.dtype),
-                "vae_dtype": str(self.models.vae_dtype),
-            }
         )
 
 

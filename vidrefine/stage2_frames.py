@@ -15,12 +15,8 @@ import numpy as np
 import torch
 
 from vidrefine.config import RunConfig
-from vidrefine.geometry import plan_geometry
-from vidrefine.io.writer import VideoWriter
-from vidrefine.jobs import JobStore, job_key
-from vidrefine.progress import NullProgress, Progress
-from vidrefine.refine import JobResult, RefineJob, Refiner, StageTwoModels, _Carry
-from vidrefine.windows import WindowPlan, slice_windows
+from vidrefine.progress import Progress
+from vidrefine.refine import ClipSource, JobResult, RefineJob, Refiner, StageTwoModels
 
 CHUNK_FRAMES = 16
 
@@ -34,18 +30,14 @@ def iter_frame_chunks(
         yield part, np.arange(start, start + len(part), dtype=np.int64)
 
 
-def frames_key(job: RefineJob, config: RunConfig, frames: np.ndarray, extra: Any) -> str:
-    """Resume key of a frames job: output, caption, settings, weights and a frame checksum."""
+def frames_identity(job: RefineJob, frames: np.ndarray) -> dict[str, Any]:
+    """What identifies a frames job for resuming: a checksum of the frames, output and caption."""
     sample = np.asarray(frames[:: max(1, len(frames) // 4)], dtype=np.float64)
-    return job_key(
-        {
-            "frames": [list(frames.shape), float(sample.sum()), float((sample**2).sum())],
-            "output": str(job.output),
-            "caption": job.caption,
-            "config": repr(config),
-            "extra": extra,
-        }
-    )
+    return {
+        "frames": [list(frames.shape), float(sample.sum()), float((sample**2).sum())],
+        "output": str(job.output),
+        "caption": job.caption,
+    }
 
 
 def refine_frames(
@@ -65,32 +57,16 @@ def refine_frames(
     `job.input` only names the source in results; `job.caption` goes through `embeddings`
     (with the config's caption prefix), as for files. No audio: the frames have none.
     """
-    progress = progress or NullProgress()
     refiner = Refiner(
         models, config, embeddings, progress=progress, weights_identity=weights_identity
     )
-    geometry = plan_geometry(tuple(frames.shape[1:3]), config.size, aspect=config.aspect)
-    plan = WindowPlan(config.window_latent, config.window_overlap_latent)
-    store = JobStore(frames_key(job, config, frames, [weights_identity, str(models.dtype)]))
-    result = JobResult(job, output_hw=geometry.output_hw, windows=plan.count(len(frames)))
-    context = refiner._context(job.caption)
-    vae_plan = refiner._vae_plan(geometry, plan)
-    carry = _Carry()
-    writer = VideoWriter(
-        job.output,
-        size_hw=geometry.output_hw,
+    source = ClipSource(
+        display_hw=(int(frames.shape[1]), int(frames.shape[2])),
+        frame_count=len(frames),
         time_base=1 / Fraction(fps),
         fps=Fraction(fps),
-        codec=config.codec,
-        crf=config.crf,
-        preset=config.encoder_preset,
-        pix_fmt=config.pix_fmt,
-        overwrite=overwrite,
     )
-    with writer, progress.task("windows", total=result.windows, unit="window") as bar:
-        for window in slice_windows(iter_frame_chunks(frames), plan):
-            refiner._window(window, plan, geometry, vae_plan, context, store, carry, result)
-            refiner._emit(window, plan, carry, writer, result)
-            bar.advance()
-    store.clear()
-    return result
+    key = refiner.job_key(frames_identity(job, frames))
+    return refiner.refine_stream(
+        iter_frame_chunks(frames), source, job, key=key, overwrite=overwrite
+    )

@@ -23,6 +23,7 @@ from vidrefine.io.probe import probe
 
 # Small windows (13 frames, stride 8) keep the tiny models fast on two CPU cores.
 TEST_PRESET = """
+crf = 0
 steps = 2
 window_latent = 4
 window_overlap_latent = 2
@@ -161,8 +162,10 @@ def test_interrupted_run_resumes_and_reuses_its_finished_window_when_rerun(
 
     monkeypatch.setenv("VIDREFINE_CACHE", str(tmp_path / "jobs"))
     clip = make_clip(tmp_path / "in.mp4", frames=20, size_hw=(48, 64))
+    # crf 0 (lossless) so the comparison sees the refined frames, not x264's rate decisions,
+    # which can differ between two encodes of the same frames in one process
     config = RunConfig(
-        size="64p", steps=2, window_latent=4, window_overlap_latent=2, vae_mode="whole"
+        size="64p", steps=2, window_latent=4, window_overlap_latent=2, vae_mode="whole", crf=0
     )
     paths = {n: weights / n for n in ("3d-vae.pt", "stage2.pt", "t5-v1_1-xxl")}
     job = RefineJob(clip.path, tmp_path / "out.mp4", "a b c")
