@@ -166,3 +166,13 @@ def test_doctor_names_every_weight_entry_when_none_are_present(tmp_path):
     for name in ("3d-vae.pt", "stage2.pt", "stage1.pt", "t5-v1_1-xxl/"):
         assert name in result.stdout
     assert str(tmp_path) in result.stdout
+
+
+def test_doctor_selftest_refines_a_generated_clip_when_asked():
+    from click.testing import CliRunner
+
+    from vidrefine.cli import cli
+
+    result = CliRunner().invoke(cli, ["doctor", "--selftest"])
+    assert result.exit_code == 0, result.output
+    assert "selftest passed: 20 frames in, 20 out at 96x64, 1 audio stream(s) kept" in result.output

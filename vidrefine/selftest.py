@@ -74,6 +74,9 @@ def make_tiny_t5(folder: str | Path, *, seed: int = 0, vocab_size: int = 200) ->
     """Write a tiny transformers T5 folder (tokenizer + random T5 v1.1-style encoder)."""
     import sentencepiece as spm
     from transformers import T5Config, T5EncoderModel, T5Tokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -115,6 +115,9 @@ class T5TextEncoder:
         its files are absent, BadCheckpoint when they cannot be loaded.
         """
         from transformers import AutoTokenizer, T5EncoderModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # vidrefine shows its own progress
 
         folder = Path(path).expanduser().resolve()
         if not folder.is_dir():
