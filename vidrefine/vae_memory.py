@@ -9,18 +9,23 @@ Decoder. The largest tensors live at full resolution after `up.1` upsamples 256 
     the fp32 temporaries are freed, so the GroupNorm line is the peak.
   * causal caches: 2 frames per 3x3x3 conv; at full res 9 convs of <= 256 channels, at half res
     8 convs of 256 (a quarter of the pixels): about 2 * (256 + 8 * 128 + 512) * b = 3584 * b
-    bytes per output pixel, rounded up to 4096 * b (later levels add little).
-  * a 1.25 margin for padded conv inputs (F + 2 frames) and allocator slack.
-  decode_peak = 1.25 * 256 * (b + 8) * F * Hp * Wp + 4096 * b * Hp * Wp
+    bytes per output pixel; with the add_weighted temporaries and the per-level leftovers this
+    was measured closer to 6144 * b (benchmarks/vae.py, CPU fp32).
+  * a 1.5 margin for padded conv inputs (F + 2 frames) and allocator slack (calibrated on CPU:
+    measured/estimated peaks were 0.90 whole, 1.04 with 2-latent chunks, 1.13 with 8-latent
+    tiles; see benchmarks/RESULTS.md).
+  decode_peak = 1.5 * 256 * (b + 8) * F * Hp * Wp + 6144 * b * Hp * Wp
   e.g. 9 frames (the first chunk of [0:3]) at 1072 x 1920 in bf16:
-  1.25 * 256 * 10 * 9 * 2.06e6 + 4096 * 2 * 2.06e6 = 59.3 GB + 16.9 GB = 76 GB, which is why
-  the original splits the width in two (spec §6.5) and why 24 GB cards need smaller tiles.
+  1.5 * 256 * 10 * 9 * 2.06e6 + 6144 * 2 * 2.06e6 = 71.1e9 + 25.3e9 bytes = 89.8 GiB; the
+  original's half-width tile (1072 x 1088 px) needs 50.9 GiB, which is why it splits the width
+  in two on its 80 GB cards (spec §6.5) and why 24 GB cards need smaller tiles.
 
 Encoder. Full resolution carries 128 channels (`conv_in`, `down.0`): input x (b), GroupNorm fp32
-copy and result (8), and the residual branch (b) = 128 * (2b + 8) * F * Hp * Wp, margin 1.25;
-caches about 2 * 7 * 128 * b per pixel, rounded to 2048 * b.
-  encode_peak = 1.25 * 128 * (2b + 8) * F * Hp * Wp + 2048 * b * Hp * Wp
-  e.g. 17 frames at 1072 x 1920 in bf16: 1.25 * 128 * 12 * 17 * 2.06e6 + 8.4 GB = 75.7 GB.
+copy and result (8), and the residual branch (b) = 128 * (2b + 8) * F * Hp * Wp, margin 1.5
+(not measured separately; same allocator reasoning); caches about 2 * 7 * 128 * b per pixel,
+rounded to 2048 * b.
+  encode_peak = 1.5 * 128 * (2b + 8) * F * Hp * Wp + 2048 * b * Hp * Wp
+  e.g. 17 frames at 1072 x 1920 in bf16: 1.5 * 128 * 12 * 17 * 2.06e6 + 8.4e9 bytes = 83 GiB.
 
 Both scale with the channel width: for another config multiply by block_out_channels[0] / 128.
 The pixel accumulator (3 x T x H x W fp32) and the weights (215.6 M params * b) come on top.
@@ -28,7 +33,7 @@ The pixel accumulator (3 x T x H x W fp32) and the weights (215.6 M params * b) 
 
 from __future__ import annotations
 
-MARGIN = 1.25
+MARGIN = 1.5
 OFFICIAL_WIDTH = 128
 OFFICIAL_PARAMS = 215_583_907  # CausalVideoVAE(OFFICIAL_VAE) parameter count
 
@@ -36,7 +41,7 @@ OFFICIAL_PARAMS = 215_583_907  # CausalVideoVAE(OFFICIAL_VAE) parameter count
 def decode_peak_bytes(frames: int, window_px_hw: tuple[int, int], *, dtype_bytes: int) -> float:
     """Peak activation bytes of one decoder pass producing `frames` frames of `window_px_hw`."""
     pixels = window_px_hw[0] * window_px_hw[1]
-    return MARGIN * 256 * (dtype_bytes + 8) * frames * pixels + 4096 * dtype_bytes * pixels
+    return MARGIN * 256 * (dtype_bytes + 8) * frames * pixels + 6144 * dtype_bytes * pixels
 
 
 def encode_peak_bytes(frames: int, window_px_hw: tuple[int, int], *, dtype_bytes: int) -> float:

@@ -1,0 +1,154 @@
+"""Decode one latent clip whole vs tiled, side by side: peak memory and time.
+
+CPU (default): each variant runs in a fresh subprocess (glibc mmap threshold fixed at 64 KiB);
+peak = VmHWM - VmRSS before decoding
+(activations only, weights excluded), time = wall seconds of decode_latents.
+    python3 benchmarks/vae.py                      # half-width config, 17 frames at 128x96
+    python3 benchmarks/vae.py --config official --size 64x96
+GPU: full-size VAE, 13 latent frames -> 49 frames at 1088x1920, max_memory_allocated.
+    python3 benchmarks/vae.py --gpu [--weights 3d-vae.pt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from vidrefine.config import OFFICIAL_VAE, VAEConfig  # noqa: E402
+from vidrefine.models.vae import CausalVideoVAE  # noqa: E402
+from vidrefine.vae_memory import decode_peak_bytes  # noqa: E402
+from vidrefine.vae_runner import decode_latents, plan_vae  # noqa: E402
+
+CONFIGS = {
+    "official": OFFICIAL_VAE,
+    "half": VAEConfig(block_out_channels=(64, 128, 128, 256)),
+    "tiny": VAEConfig(block_out_channels=(32, 64, 64, 128)),
+}
+_MB = 1024**2
+
+
+def _rss_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _build(config: VAEConfig, weights: str | None, device: str, dtype: torch.dtype):
+    if weights:
+        from vidrefine.checkpoints import load_vae
+
+        return load_vae(weights, dtype=dtype, device=device)
+    torch.manual_seed(0)
+    return CausalVideoVAE(config).eval().to(device=device, dtype=dtype)
+
+
+def _plan(args: argparse.Namespace, variant: str):
+    """CPU: whole / chunked (2-latent chunks) / tiled (chunks + square tiles); GPU adds the
+    faithful plan and a blend plan sized to a 24 GB budget.
+    """
+    size_hw, frames = args.size_hw, args.frames
+    if variant == "whole":
+        return plan_vae(size_hw, frames, mode="whole")
+    if variant == "faithful":
+        return plan_vae(size_hw, frames, mode="faithful")
+    if variant == "chunked":
+        return plan_vae(size_hw, frames, mode="blend", tile_latent=10**6, chunk_latent=2)
+    if variant == "blend-24GB":
+        return plan_vae(size_hw, frames, mode="blend", budget_gb=24)
+    return plan_vae(size_hw, frames, mode="blend", tile_latent=args.tile, overlap_latent=4)
+
+
+def child(args: argparse.Namespace) -> dict:
+    """Run one variant in this process and return its figures."""
+    device = "cuda" if args.gpu else "cpu"
+    dtype = torch.float16 if args.gpu else torch.float32
+    vae = _build(CONFIGS[args.config], args.weights, device, dtype)
+    plan = _plan(args, args.child)
+    z = torch.randn(1, vae.config.latent_channels, plan.latent_frames, *plan.latent_hw)
+    z = z.to(device=device, dtype=dtype)
+    decode_latents(vae, z[:, :, :1, :1, :1], plan_vae((8, 8), 1, mode="whole"))  # warm-up
+    if args.gpu:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_kb("VmRSS") * 1024
+    start = time.perf_counter()
+    decode_latents(vae, z, plan)
+    if args.gpu:
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = _rss_kb("VmHWM") * 1024 - base
+    seconds = time.perf_counter() - start
+    tile_hw = plan.decode_tiles.tile_hw
+    frames = 1 + 4 * plan.decode_chunk_latent
+    scale = vae.config.block_out_channels[0] / 128
+    estimate = scale * decode_peak_bytes(
+        frames, (8 * tile_hw[0], 8 * tile_hw[1]), dtype_bytes=dtype.itemsize
+    )
+    return {
+        "variant": args.child,
+        "tiles": len(plan.decode_tiles.tiles),
+        "tile_latent": f"{tile_hw[0]}x{tile_hw[1]}",
+        "chunks": len(plan.decode_chunks()),
+        "seconds": round(seconds, 2),
+        "peak_mb": round(peak / _MB, 1),
+        "estimate_mb": round(estimate / _MB, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpu", action="store_true", help="full-size decode on CUDA")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="half")
+    parser.add_argument("--weights", help="a VAE weight file instead of random weights")
+    parser.add_argument("--size", default="128x96", help="WIDTHxHEIGHT of the decoded clip")
+    parser.add_argument("--frames", type=int, default=17)
+    parser.add_argument("--tile", type=int, default=8, help="tile size in latents (tiled run)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.gpu and args.size == "128x96":
+        args.config, args.size, args.frames, args.tile = "official", "1920x1088", 49, 64
+    width, height = (int(v) for v in args.size.split("x"))
+    args.size_hw = (height, width)
+    if args.child:
+        print(json.dumps(child(args)))
+        return
+    rows = []
+    # A fixed mmap threshold makes glibc return every freed tensor to the OS at once, so the
+    # resident high-water mark tracks live tensors instead of heap fragmentation.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    variants = ("whole", "faithful", "blend-24GB") if args.gpu else ("whole", "chunked", "tiled")
+    for variant in variants:
+        cmd = [sys.executable, __file__, "--child", variant, *sys.argv[1:]]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    print(
+        f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, {date.today()}, config {args.config}, "
+        f"{args.frames} frames at {width}x{height}, {'cuda fp16' if args.gpu else 'cpu fp32'}"
+    )
+    print("| variant | tiles | tile (latent) | chunks | seconds | peak MB | estimate MB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['variant']} | {r['tiles']} | {r['tile_latent']} | {r['chunks']} | "
+            f"{r['seconds']} | {r['peak_mb']} | {r['estimate_mb']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

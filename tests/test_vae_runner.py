@@ -1,0 +1,59 @@
+"""plan_vae choices and the runner's tiled paths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from vae_fixtures import TINY_WIDTHS, random_official_vae
+
+from vidrefine.config import VAEConfig
+from vidrefine.errors import BadInput, DoesNotFit
+from vidrefine.models.vae import CausalVideoVAE
+from vidrefine.vae_memory import decode_peak_bytes, encode_peak_bytes, fixed_bytes
+from vidrefine.vae_runner import decode_latents, encode_video, plan_vae
+
+GIB = 1024**3
+
+
+@pytest.mark.parametrize("budget_gb", [12, 16, 24, 40, 80])
+def test_planned_passes_fit_the_budget_when_decoding_1080p(budget_gb: float) -> None:
+    plan = plan_vae((1072, 1920), 49, budget_gb=budget_gb)
+    fixed = fixed_bytes(49, plan.padded_hw, dtype_bytes=2)
+    dec_hw = tuple(8 * s for s in plan.decode_tiles.tile_hw)
+    enc_hw = tuple(8 * s for s in plan.encode_tiles.tile_hw)
+    assert decode_peak_bytes(9, dec_hw, dtype_bytes=2) + fixed <= budget_gb * GIB
+    assert encode_peak_bytes(17, enc_hw, dtype_bytes=2) + fixed <= budget_gb * GIB
+    assert plan.estimate_gb <= budget_gb
+    bigger = plan.decode_tiles.tile_hw[1] + 8  # the next tile size up would not fit
+    if bigger <= 240 and plan.decode_tiles.tile_hw[0] < 134:
+        hw = (8 * min(bigger, 134), 8 * bigger)
+        assert decode_peak_bytes(9, hw, dtype_bytes=2) + fixed > budget_gb * GIB
+
+
+def test_planning_refuses_clearly_when_nothing_fits() -> None:
+    with pytest.raises(DoesNotFit, match="vram"):
+        plan_vae((1072, 1920), 49, budget_gb=1)
+    with pytest.raises(BadInput, match="mode"):
+        plan_vae((64, 64), 9, mode="tiles")
+
+
+def test_faithful_plan_uses_the_original_cuts_when_asked() -> None:
+    plan = plan_vae((1072, 1920), 49, mode="faithful")
+    assert [c.stop - c.start for c in plan.encode_chunks()] == [17, 16, 16]
+    assert [(c.start, c.stop) for c in plan.decode_chunks()][:2] == [(0, 3), (3, 5)]
+    assert plan.decode_tiles.ramp == "hard" and len(plan.encode_tiles.tiles) == 1
+    assert [(c.start, c.stop) for c in plan.decode_tiles.cols] == [(0, 136), (104, 240)]
+
+
+def test_tiled_encode_stays_close_to_whole_when_tiles_overlap() -> None:
+    """Tiles see their own GroupNorm statistics, so only closeness is expected (random weights:
+    relative L2 well under 1); the plan must still place every latent."""
+    vae = CausalVideoVAE(VAEConfig(block_out_channels=TINY_WIDTHS)).eval()
+    vae.load_state_dict(random_official_vae(seed=4))
+    video = torch.rand(1, 3, 1, 24, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    whole = encode_video(vae, video, plan_vae((24, 64), 1, mode="whole"), sample=False)
+    plan = plan_vae((24, 64), 1, tile_latent=6, overlap_latent=2)
+    assert len(plan.encode_tiles.tiles) > 1
+    tiled = encode_video(vae, video, plan, sample=False)
+    assert ((tiled - whole).norm() / whole.norm()).item() < 0.5
+    assert decode_latents(vae, tiled, plan).shape == video.shape
