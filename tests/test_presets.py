@@ -179,3 +179,15 @@ def test_presets_command_lists_each_preset_with_its_changes_when_run():
     for name in ("default", "faithful", "fast", "low-vram"):
         assert name in result.stdout
     assert "offload='layer'" in result.stdout
+
+
+def test_merged_window_overlap_must_stay_below_the_window_when_a_preset_shrinks_it(tmp_path):
+    import pytest
+
+    from vidrefine.errors import BadInput
+    from vidrefine.presets import load_config
+
+    path = tmp_path / "p.toml"
+    path.write_text("window_latent = 4\n")  # the default overlap is 4
+    with pytest.raises(BadInput, match="window_overlap_latent"):
+        load_config(str(path))

@@ -95,6 +95,8 @@ def refine_files(
         progress=progress,
     )
     models = load_stage_two(paths, config, device)
+    if device.type == "cpu" and torch.float32 not in (models.dtype, models.vae_dtype):
+        progress.warn("half precision on the CPU is very slow; pass --dtype fp32 there")
     identity = {name: file_identity(Path(p)) for name, p in paths.items() if Path(p).is_file()}
     refiner = Refiner(
         models, config, states.__getitem__, progress=progress, weights_identity=identity

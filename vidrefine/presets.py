@@ -98,7 +98,13 @@ def load_config(
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     check_values(flags, source="command line", names=names)
     merged.update(flags)
-    return from_dict(RunConfig, _floats_as_floats(merged), source="config")
+    config = from_dict(RunConfig, _floats_as_floats(merged), source="config")
+    if config.window_overlap_latent >= config.window_latent:
+        raise BadInput(
+            f"window_overlap_latent ({config.window_overlap_latent}) must be smaller than "
+            f"window_latent ({config.window_latent}) once preset and flags are merged"
+        )
+    return config
 
 
 def _floats_as_floats(data: dict[str, Any]) -> dict[str, Any]:
