@@ -95,7 +95,7 @@ def refine_files(
         progress=progress,
     )
     models = load_stage_two(paths, config, device)
-    if device.type == "cpu" and torch.float32 not in (models.dtype, models.vae_dtype):
+    if device.type == "cpu" and {models.dtype, models.vae_dtype} != {torch.float32}:
         progress.warn("half precision on the CPU is very slow; pass --dtype fp32 there")
     identity = {name: file_identity(Path(p)) for name, p in paths.items() if Path(p).is_file()}
     refiner = Refiner(
