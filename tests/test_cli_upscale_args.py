@@ -240,3 +240,18 @@ def test_list_generators_reports_cleanly_when_run():
     result = CliRunner().invoke(cli, ["t2v", "--list-generators"])
     assert result.exit_code == 0
     assert "generator" in result.stdout
+
+
+def test_short_captions_are_warned_about_once_when_much_shorter_than_training():
+    from pathlib import Path
+
+    from vidrefine.cli.batch import UpscaleJob, short_caption_warnings
+
+    long_caption = " ".join(["word"] * 80)
+    jobs = [
+        UpscaleJob(Path("a.mp4"), Path("a_o.mp4"), "a red car", "--caption"),
+        UpscaleJob(Path("b.mp4"), Path("b_o.mp4"), "a red car", "--caption"),
+        UpscaleJob(Path("c.mp4"), Path("c_o.mp4"), long_caption, "--caption"),
+    ]
+    warnings = short_caption_warnings(jobs)
+    assert len(warnings) == 1 and "3 words" in warnings[0]

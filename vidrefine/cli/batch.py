@@ -167,3 +167,20 @@ def plan_upscale_jobs(
         text, source = find_caption(src, caption, caption_file)
         jobs.append(UpscaleJob(src, dst, text, source))
     return jobs
+
+
+SHORT_CAPTION_WORDS = 25  # the models were trained on 67-130-word descriptions (spec §11)
+
+
+def short_caption_warnings(jobs: list[UpscaleJob]) -> list[str]:
+    """One warning per distinct caption much shorter than what the models were trained on."""
+    warnings = []
+    for caption in dict.fromkeys(job.caption for job in jobs):
+        words = len(caption.split())
+        if words < SHORT_CAPTION_WORDS:
+            warnings.append(
+                f"caption of {words} words ({caption[:40]!r}...): the model was trained on long, "
+                "detailed descriptions (about 70-130 words: subject, setting, light, camera); "
+                "short captions give less detail"
+            )
+    return warnings

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from vidrefine.cli.batch import UpscaleJob, plan_upscale_jobs
+from vidrefine.cli.batch import UpscaleJob, plan_upscale_jobs, short_caption_warnings
 from vidrefine.cli.environment import Environment
 from vidrefine.cli.options import build_config, print_config, run_options, weights_options
 from vidrefine.config import RunConfig
@@ -65,6 +65,8 @@ def command(
         size=config.size,
         overwrite=overwrite,
     )
+    for warning in short_caption_warnings(jobs):
+        env.note(f"warning: {warning}")
     run_refine(
         jobs,
         config,
