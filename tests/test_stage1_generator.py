@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from dit_fixtures import TINY_TEXT_DIM, official_dit_tensors, write_official
+from dpm_reference import dpm_step
 
 from generators.flashvideo_stage1 import guidance_scales, sample_stage1_latents
 from vidrefine.checkpoints import load_dit
@@ -49,24 +50,7 @@ def reference_sample(dit64, cond, scales, seed, steps):
         if i == steps - 1:
             return x0
         eps = torch.randn(x.shape, generator=gen, dtype=torch.float32).double()
-        a_next = alphas[i + 1]
-        s_now, s_next = math.sqrt(1 - a**2), math.sqrt(1 - a_next**2)
-        lam_next = math.log(a_next / s_next)
-        if a == 0.0:  # lambda = -inf: h = inf, e^-h = 0
-            x = a_next * x0 + s_next * eps
-            lam = -math.inf
-        else:
-            lam = math.log(a / s_now)
-            h = lam_next - lam
-            d = x0
-            if x0_prev is not None and lam_prev != -math.inf:
-                r = (lam - lam_prev) / h
-                d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
-            x = (
-                (s_next / s_now) * math.exp(-h) * x
-                + a_next * (1 - math.exp(-2 * h)) * d
-                + s_next * math.sqrt(1 - math.exp(-2 * h)) * eps
-            )
+        x, lam = dpm_step(x, x0, a, alphas[i + 1], eps, x0_prev, lam_prev)
         x0_prev, lam_prev = x0, lam
     raise AssertionError("unreachable")
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from dpm_reference import dpm_step
 
 from vidrefine.sampling.guidance import cfg_velocity
 from vidrefine.sampling.samplers import (
@@ -216,25 +217,7 @@ def reference_dpmpp(x, alphas, timesteps, noises):
         x0 = den(x, alphas[i], tau, i).double()
         if i == len(timesteps) - 1:
             return x0, x
-        a, a1 = alphas[i], alphas[i + 1]
-        s, s1 = math.sqrt(1 - a * a), math.sqrt(1 - a1 * a1)
-        lam1 = math.log(a1 / s1)
-        eps = noises[i].double()
-        if a == 0:  # lambda = -inf, h = +inf
-            x = a1 * x0 + s1 * eps
-            x0_prev, lam_prev = x0, -math.inf
-            continue
-        lam = math.log(a / s)
-        h = lam1 - lam
-        d = x0
-        if x0_prev is not None and lam_prev != -math.inf:
-            r = (lam - lam_prev) / h
-            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
-        x = (
-            (s1 / s) * math.exp(-h) * x
-            + a1 * (1 - math.exp(-2 * h)) * d
-            + s1 * math.sqrt(1 - math.exp(-2 * h)) * eps
-        )
+        x, lam = dpm_step(x, x0, alphas[i], alphas[i + 1], noises[i].double(), x0_prev, lam_prev)
         x0_prev, lam_prev = x0, lam
     raise AssertionError("unreachable")
 
