@@ -42,3 +42,26 @@ def prepare_dit(
     elif config.compile:
         notes.append("--compile ignored: layer offload swaps weights under the compiled block")
     return model, streamer, notes
+
+
+def device_budget_gb(config: RunConfig, device: torch.device) -> float | None:
+    """`config.vram_gb`, else the CUDA device's total memory in GiB, else None (CPU)."""
+    if config.vram_gb is not None:
+        return config.vram_gb
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory / 1024**3
+    return None
+
+
+def plan_run(config: RunConfig, first_input, device: torch.device, progress) -> RunConfig:
+    """Log the memory plan for `first_input` and return `config` with its choices applied.
+
+    Without a budget (CPU run, no --vram) the plan is logged and nothing changes.
+    """
+    from vidrefine.io.probe import probe
+    from vidrefine.planner import apply_plan, plan_memory
+
+    budget = device_budget_gb(config, device)
+    plan = plan_memory(config, probe(first_input).display_hw, vram_gb=budget)
+    progress.info(plan.line())
+    return config if budget is None else apply_plan(config, plan)
