@@ -169,10 +169,9 @@ def test_background_writer_writes_in_order_and_reports_failures_when_used() -> N
             writer.write(np.zeros((1, 2, 2, 3), np.uint8), np.array([i]))
     assert target.written == list(range(6)) and target.exit_args[0] is None
     failing = _ListWriter(fail_at=2)
-    with pytest.raises(OSError, match="disk full"):
-        with BackgroundWriter(failing) as writer:
-            for i in range(6):
-                writer.write(np.zeros((1, 2, 2, 3), np.uint8), np.array([i]))
+    with pytest.raises(OSError, match="disk full"), BackgroundWriter(failing) as writer:
+        for i in range(6):
+            writer.write(np.zeros((1, 2, 2, 3), np.uint8), np.array([i]))
     assert failing.exit_args[0] is OSError  # the real writer aborts its temp file
 
 
