@@ -20,6 +20,7 @@ from vidrefine.jobs import file_identity
 from vidrefine.models.text import TEXT_LENGTH, T5TextEncoder
 from vidrefine.progress import NullProgress, Progress
 from vidrefine.refine import JobResult, RefineJob, Refiner, StageTwoModels
+from vidrefine.speed import plan_run, prepare_dit
 
 # names of the weight files a stage-II run needs (keys of the `paths` mapping)
 VAE_FILE, STAGE2_FILE, T5_FOLDER = "3d-vae.pt", "stage2.pt", "t5-v1_1-xxl"
@@ -70,6 +71,7 @@ def load_stage_two(
     vae_dtype = resolve_dtype(config.vae_dtype, device)
     vae = load_vae(paths[VAE_FILE], dtype=vae_dtype, device=device).eval()
     dit = load_dit(paths[STAGE2_FILE], dtype=dtype, device=device, stage=2).eval()
+    dit, _streamer, _notes = prepare_dit(dit, config, device)  # layer offload, compile (issue 7)
     return StageTwoModels(vae=vae, dit=dit, device=device, dtype=dtype, vae_dtype=vae_dtype)
 
 
@@ -86,6 +88,8 @@ def refine_files(
     """Refine every job; a job that fails is reported and the others go on."""
     progress = progress or NullProgress()
     device = device or pick_device()
+    if jobs:  # memory plan before any weight is loaded; DoesNotFit stops here (issue 7)
+        config = plan_run(config, jobs[0].input, device, progress)
     captions = [f"{config.caption_prefix}{job.caption}" for job in jobs]
     states = encode_captions(
         paths[T5_FOLDER],

@@ -115,6 +115,12 @@ class RunConfig:
     vae_dtype: str = "auto"
     vram_gb: float | None = None  # memory budget for planning; None = what the device has
     offload: str = "none"  # "none" | "model" (one model on the GPU at a time) | "layer"
+    # Speed (issue 7, docs/performance.md); none of these changes the sampled numbers beyond
+    # kernel rounding.
+    cfg_batched: bool = True  # CFG passes as one batch of 2 (faster) or in turn (less memory)
+    attention: str = "auto"  # SDPA kernel tried first: auto | cudnn | flash | efficient | math
+    compile: bool = False  # torch.compile each DiT block (the first window pays the compile time)
+    background_io: bool = True  # decode the next input and encode the last output on threads
     # Windows over time (latent frames) and VAE tiling.
     window_latent: int = 13  # 13 latent frames = 49 pixel frames, the size the DiT was trained on
     window_overlap_latent: int = 4

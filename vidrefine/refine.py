@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from vidrefine.attention import attention_kernels
 from vidrefine.config import STAGE2_LATENT_SCALE, RunConfig
 from vidrefine.device import autocast_for, peak_memory_bytes
 from vidrefine.geometry import OutputGeometry, plan_geometry
@@ -25,6 +26,7 @@ from vidrefine.io.probe import probe
 from vidrefine.io.reader import read_chunks
 from vidrefine.io.writer import VideoWriter
 from vidrefine.jobs import JobStore, file_identity, job_key
+from vidrefine.prefetch import BackgroundWriter, prefetch
 from vidrefine.progress import NullProgress, Progress
 from vidrefine.sampling.guidance import cfg_velocity
 from vidrefine.sampling.samplers import sample_euler
@@ -154,6 +156,8 @@ class Refiner:
         vae_plan = self._vae_plan(geometry, plan)
         carry = _Carry()
         writer = self._writer(job, source, geometry, overwrite)
+        if self.config.background_io:  # decode ahead, encode behind (issue 7)
+            chunks, writer = prefetch(chunks), BackgroundWriter(writer)
         with writer, self.progress.task("windows", total=result.windows, unit="window") as bar:
             for window in slice_windows(chunks, plan):
                 self._window(window, plan, geometry, vae_plan, context, store, carry, result)
@@ -261,12 +265,12 @@ class Refiner:
             index = index.reshape(1).expand(batch).to(x.device, dtype)
             frames = torch.full((batch,), float(num_latent), device=x.device, dtype=dtype)
             ref_step = torch.full((batch,), float(ref), device=x.device, dtype=dtype)
-            with autocast_for(x.device, dtype):
+            with autocast_for(x.device, dtype), attention_kernels(x.device, cfg.attention):
                 return models.dit(x, index, ctx, num_frames=frames, ref_step=ref_step)
 
         cond = context.to(models.device, dtype)
         uncond = torch.zeros_like(cond)  # the original's unconditional branch (spec §7)
-        return cfg_velocity(model_fn, cond, uncond, cfg.cfg_scale)
+        return cfg_velocity(model_fn, cond, uncond, cfg.cfg_scale, batched=cfg.cfg_batched)
 
     def _decode(
         self, latents: torch.Tensor, geometry: OutputGeometry, vae_plan: VAEPlan
@@ -344,7 +348,15 @@ class Refiner:
 
 
 # knobs that change the output file but not the sampled latents
-_NON_NUMERIC_KNOBS = {"codec", "pix_fmt", "crf", "encoder_preset", "audio", "fps_mode"}
+_NON_NUMERIC_KNOBS = {
+    "codec",
+    "pix_fmt",
+    "crf",
+    "encoder_preset",
+    "audio",
+    "fps_mode",
+    "background_io",
+}
 
 
 class _timed:

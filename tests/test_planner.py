@@ -1,0 +1,121 @@
+"""Memory planner: parameter counts, measured-vs-predicted DiT activations, choices, refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tests.media import make_clip
+from vidrefine.cli.info import command
+from vidrefine.config import STAGE1_DIT, STAGE2_DIT, DiTConfig, RunConfig
+from vidrefine.errors import DoesNotFit
+from vidrefine.live_memory import LiveTensorMemory
+from vidrefine.models.dit import VideoDiT
+from vidrefine.planner import (
+    apply_plan,
+    dit_activation_bytes,
+    dit_param_count,
+    dit_tokens,
+    plan_memory,
+)
+from vidrefine.presets import load_config
+
+TINY = DiTConfig(hidden_size=128, num_layers=2, num_heads=2, text_dim=32, stage2_embeddings=True)
+INPUT_HW = (270, 480)
+
+
+@pytest.mark.parametrize("cfg", [STAGE2_DIT, STAGE1_DIT, TINY], ids=["stage2", "stage1", "tiny"])
+def test_parameter_formula_matches_the_module_when_counted_on_meta(cfg: DiTConfig) -> None:
+    with torch.device("meta"):
+        model = VideoDiT(cfg)
+    assert dit_param_count(cfg) == sum(p.numel() for p in model.parameters())
+
+
+def test_live_memory_counts_new_storages_and_not_views_when_tensors_come_and_go() -> None:
+    with LiveTensorMemory() as memory:
+        a = torch.empty(1000)  # 4000 bytes
+        b = torch.empty(2000)  # 8000 bytes
+        view = b[:10]
+        b.add_(1.0)
+        del a
+        c = torch.empty(500)  # 2000 bytes, after a's 4000 were freed
+    assert memory.peak == 12_000
+    assert memory.live == 10_000
+    del view, c
+
+
+def _measured_peak(cfg: DiTConfig, latent_thw: tuple[int, int, int], batch: int, autocast: bool):
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if autocast else torch.float32
+    model = VideoDiT(cfg).eval().to(dtype)
+    t, h, w = latent_thw
+    x = torch.randn(batch, t, 16, h, w, dtype=dtype)
+    context = torch.randn(batch, 226, cfg.text_dim, dtype=dtype)
+    steps = torch.full((batch,), 500.0, dtype=dtype)
+    ref = torch.full((batch,), 676.0, dtype=dtype)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast)
+    with torch.no_grad(), amp, LiveTensorMemory() as memory:
+        model(x, steps, context, ref_step=ref)
+    return memory.peak, dit_tokens(t, (h, w), cfg)
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_dit_activation_prediction_tracks_measured_peaks_when_tokens_grow(autocast) -> None:
+    # Two token counts 5x apart (and two batch sizes): each prediction within 15% of the
+    # measured working set, and the growth between them within 5% (linear, not quadratic).
+    small, tokens_small = _measured_peak(TINY, (3, 16, 16), 1, autocast)
+    large, tokens_large = _measured_peak(TINY, (5, 32, 48), 2, autocast)
+    predicted_small = dit_activation_bytes(tokens_small, 1, TINY, autocast=autocast)
+    predicted_large = dit_activation_bytes(tokens_large, 2, TINY, autocast=autocast)
+    assert abs(predicted_small / small - 1) < 0.15, (predicted_small, small)
+    assert abs(predicted_large / large - 1) < 0.15, (predicted_large, large)
+    assert abs((predicted_large / predicted_small) / (large / small) - 1) < 0.05
+
+
+def test_big_budget_keeps_everything_resident_and_batched_when_planned() -> None:
+    plan = plan_memory(RunConfig(size="1080p"), INPUT_HW, vram_gb=80)
+    assert (plan.offload, plan.cfg_batched) == ("none", True)
+    assert plan.tokens == 13 * 68 * 120 + 226
+    assert plan.gpu_peak_gb <= 80
+
+
+def test_tighter_budget_trades_speed_for_memory_when_batched_guidance_does_not_fit() -> None:
+    roomy = plan_memory(RunConfig(size="1080p"), INPUT_HW, vram_gb=80)
+    tight = plan_memory(RunConfig(size="1080p"), INPUT_HW, vram_gb=16)
+    assert not tight.cfg_batched or tight.offload == "layer"
+    assert tight.gpu_peak_gb <= 16 < roomy.phases_gb["DiT"] + roomy.phases_gb["VAE"]
+
+
+def test_low_vram_preset_fits_16_gb_with_layer_streaming_when_planned() -> None:
+    plan = plan_memory(load_config("low-vram", {"size": "1080p"}), INPUT_HW)
+    assert plan.offload == "layer" and plan.budget_gb == 16.0
+    assert plan.gpu_peak_gb <= 16.0
+
+
+def test_planner_refuses_with_the_phase_named_when_nothing_fits() -> None:
+    with pytest.raises(DoesNotFit, match="nothing fits in 9.0 GB.*T5"):
+        plan_memory(RunConfig(size="1080p"), INPUT_HW, vram_gb=9)
+
+
+def test_applied_plan_carries_its_choices_into_the_run_config_when_applied() -> None:
+    plan = plan_memory(RunConfig(size="1080p"), INPUT_HW, vram_gb=16)
+    config = apply_plan(RunConfig(size="1080p"), plan)
+    assert (config.offload, config.cfg_batched) == (plan.offload, plan.cfg_batched)
+    assert config.vae_tile_latent == plan.vae_tile_latent
+    assert dataclasses.replace(config, offload="none", cfg_batched=True, vae_tile_latent=0) == (
+        RunConfig(size="1080p")
+    )
+
+
+def test_info_plan_prints_the_peaks_and_refuses_faithful_on_16_gb_when_asked(tmp_path) -> None:
+    clip = make_clip(tmp_path / "c.mp4", frames=3, size_hw=(36, 64))
+    shown = CliRunner().invoke(command, [str(clip.path), "--plan", "--vram", "24"])
+    assert shown.exit_code == 0, shown.output
+    assert "GPU peak" in shown.output and "host RAM peak" in shown.output
+    refused = CliRunner().invoke(
+        command, [str(clip.path), "--plan", "--vram", "16", "--preset", "faithful"]
+    )
+    assert isinstance(refused.exception, DoesNotFit)

@@ -1,0 +1,239 @@
+"""Memory planner: predict GPU and host memory of a stage-II run before any weight is loaded.
+
+Arithmetic only (the VAE tile choice reuses `vae_runner.plan_vae`, imported when needed), so
+`vidrefine info FILE --plan` answers in a second. Budgets are GiB (1024^3 bytes), like `--vram`.
+
+Terms of the prediction (docs/performance.md has the worked 1080p numbers):
+  * weights: DiT 1.70 B params, VAE 216 M, T5-XXL encoder 4.76 B, times the dtype's bytes;
+  * DiT activations: tokens S = T*(H/16)*(W/16) + 226 per sample, B = 2 with batched guidance;
+    flash/cuDNN/CPU-flash attention keeps no S x S matrix, so the working set is linear:
+    c * B * S * D bytes with c = 36 under bf16/fp16 autocast and 60 in plain fp32, measured with
+    `LiveTensorMemory` on the CPU (tests/test_planner.py re-measures it at two token counts);
+  * VAE: `vae_memory` per pass plus the clip accumulator, for the tiles `plan_vae` picks;
+  * runtime: CUDA context, cuBLAS/cuDNN workspaces and allocator slack, a flat 1.0 GiB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from vidrefine.config import STAGE2_DIT, DiTConfig, RunConfig
+from vidrefine.errors import DoesNotFit
+from vidrefine.geometry import plan_geometry
+from vidrefine.vae_memory import OFFICIAL_PARAMS as VAE_PARAMS
+
+GB = 1024**3
+T5_XXL_PARAMS = 4_762_310_656  # T5EncoderModel(t5-v1_1-xxl config) parameter count
+T5_WORKING_GB = 0.3  # 226 tokens x 4096 wide: activations are small next to the weights
+RUNTIME_GB = 1.0
+ACT_BYTES = {"autocast": 36, "fp32": 60}  # DiT working set per token per hidden channel
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+PLAN_ORDER = (("none", True), ("none", False), ("layer", True), ("layer", False))
+
+
+def dit_param_count(cfg: DiTConfig) -> int:
+    """Parameters of `VideoDiT(cfg)` from its shapes (tested against the module)."""
+    d, e, p = cfg.hidden_size, cfg.time_embed_dim, cfg.patch_size
+    inner = cfg.mlp_ratio * d
+    block = (
+        (3 * d * d + 3 * d)  # qkv
+        + 4 * cfg.head_dim  # q and k LayerNorms
+        + (d * d + d)  # attention output
+        + 4 * d  # norm1, norm2
+        + (d * inner + inner + inner * d + d)  # MLP
+        + (e * 12 * d + 12 * d)  # adaLN modulation
+    )
+    time_mlps = 3 if cfg.stage2_embeddings else 1
+    rest = (
+        cfg.in_channels * d * p * p
+        + d  # patch embedding
+        + cfg.text_dim * d
+        + d  # text projection
+        + time_mlps * (d * e + e + e * e + e)
+        + 2 * d  # final norm
+        + 2 * d
+        + (e * 2 * d + 2 * d)  # head norm and modulation
+        + d * p * p * cfg.out_channels
+        + p * p * cfg.out_channels
+    )
+    return cfg.num_layers * block + rest
+
+
+def dit_block_params(cfg: DiTConfig) -> int:
+    """Parameters of one transformer block."""
+    one = dataclasses.replace(cfg, num_layers=1)
+    none = dataclasses.replace(cfg, num_layers=0)
+    return dit_param_count(one) - dit_param_count(none)
+
+
+def dit_tokens(latent_frames: int, latent_hw: tuple[int, int], cfg: DiTConfig = STAGE2_DIT) -> int:
+    """Tokens of one sample: video patches plus the text tokens."""
+    p = cfg.patch_size
+    return latent_frames * (latent_hw[0] // p) * (latent_hw[1] // p) + cfg.text_length
+
+
+def dit_activation_bytes(tokens: int, batch: int, cfg: DiTConfig, *, autocast: bool) -> float:
+    """Working set of one DiT call (no grad): linear in tokens with flash-type attention."""
+    return ACT_BYTES["autocast" if autocast else "fp32"] * batch * tokens * cfg.hidden_size
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """A predicted run: the choices made and the GiB each phase needs on the GPU and host."""
+
+    output_hw: tuple[int, int]
+    model_hw: tuple[int, int]
+    tokens: int
+    offload: str
+    cfg_batched: bool
+    vae_mode: str
+    vae_tile_latent: int  # decode tile side (latents); 0 = whole frame
+    vae_chunk_latent: int
+    budget_gb: float | None
+    phases_gb: dict[str, float] = field(default_factory=dict)  # "T5", "DiT", "VAE"
+    parts_gb: dict[str, float] = field(default_factory=dict)
+    host_gb: float = 0.0
+
+    @property
+    def gpu_peak_gb(self) -> float:
+        """The largest phase."""
+        return max(self.phases_gb.values())
+
+    def line(self) -> str:
+        """One log line for the start of a run."""
+        h, w = self.output_hw
+        cfg = "CFG batched" if self.cfg_batched else "CFG in turn"
+        tile = f"VAE {self.vae_mode} tiles {self.vae_tile_latent or 'whole'}"
+        budget = f" of {self.budget_gb:.1f}" if self.budget_gb else " (no budget given)"
+        phases = ", ".join(f"{k} {v:.1f}" for k, v in self.phases_gb.items())
+        return (
+            f"plan: {w}x{h}, {self.tokens:,} tokens a sample, {cfg}, offload {self.offload}, "
+            f"{tile}: GPU peak {self.gpu_peak_gb:.1f} GB{budget} ({phases}), "
+            f"host {self.host_gb:.1f} GB"
+        )
+
+
+def plan_memory(
+    config: RunConfig, input_hw: tuple[int, int], *, vram_gb: float | None = None
+) -> MemoryPlan:
+    """The fastest plan that fits `vram_gb` (default `config.vram_gb`; None = no fitting).
+
+    Tried in order: everything resident with batched guidance, then guidance in turn, then
+    layer streaming; the preset's `offload`/`cfg_batched` rule out faster options. Raises
+    DoesNotFit naming what is too big when no option fits.
+    """
+    budget = vram_gb if vram_gb is not None else config.vram_gb
+    options = [
+        (off, batched)
+        for off, batched in PLAN_ORDER
+        if (config.offload == "none" or off == "layer") and (config.cfg_batched or not batched)
+    ]
+    smallest: MemoryPlan | None = None
+    failure = ""
+    for offload, batched in options:
+        try:
+            plan = _plan_one(config, input_hw, budget, offload, batched)
+        except DoesNotFit as exc:
+            failure = str(exc)
+            continue
+        if budget is None or plan.gpu_peak_gb <= budget:
+            return plan
+        smallest = plan
+    raise DoesNotFit(_refusal(smallest, budget, failure))
+
+
+def _refusal(smallest: MemoryPlan | None, budget: float | None, failure: str) -> str:
+    if smallest is None:
+        return f"nothing fits in {budget:.1f} GB: {failure}"
+    worst = max(smallest.phases_gb, key=smallest.phases_gb.get)
+    return (
+        f"nothing fits in {budget:.1f} GB: the smallest plan (offload {smallest.offload}, "
+        f"{'CFG batched' if smallest.cfg_batched else 'CFG in turn'}) needs "
+        f"{smallest.gpu_peak_gb:.1f} GB, most of it in the {worst} phase; lower --size, or use "
+        "--preset low-vram, or a GPU with more memory"
+    )
+
+
+def _plan_one(
+    config: RunConfig, input_hw: tuple[int, int], budget: float | None, offload: str, batched: bool
+) -> MemoryPlan:
+    from vidrefine.vae_runner import plan_vae
+
+    geometry = plan_geometry(input_hw, config.size, aspect=config.aspect)
+    dit_b = DTYPE_BYTES.get(config.dtype, 2)  # "auto" is bf16 on CUDA
+    vae_b = DTYPE_BYTES.get(config.vae_dtype, 2)
+    frames = 4 * (config.window_latent - 1) + 1
+    latent_hw = (geometry.model_hw[0] // 8, geometry.model_hw[1] // 8)
+    tokens = dit_tokens(config.window_latent, latent_hw)
+    dit_all = dit_param_count(STAGE2_DIT) * dit_b / GB
+    blocks = STAGE2_DIT.num_layers * dit_block_params(STAGE2_DIT) * dit_b / GB
+    dit_resident = dit_all if offload == "none" else dit_all - blocks + 2 * blocks / 30
+    batch = 2 if batched else 1
+    act = dit_activation_bytes(tokens, batch, STAGE2_DIT, autocast=dit_b == 2) / GB
+    vae_w = VAE_PARAMS * vae_b / GB
+    vae_room = None if budget is None else budget - RUNTIME_GB - dit_resident
+    if vae_room is not None and vae_room <= vae_w:
+        raise DoesNotFit(f"the DiT's {dit_resident:.1f} GB leave no room for the VAE")
+    vae_plan = plan_vae(
+        geometry.model_hw,
+        frames,
+        budget_gb=vae_room if vae_room is not None else 1e9,
+        mode=config.vae_mode,
+        tile_latent=config.vae_tile_latent,
+        overlap_latent=config.vae_tile_overlap_latent,
+        chunk_latent=config.vae_chunk_latent,
+        dtype_bytes=vae_b,
+    )
+    t5 = T5_XXL_PARAMS * dit_b / GB
+    phases = {
+        "T5": t5 + T5_WORKING_GB + RUNTIME_GB,
+        "DiT": dit_resident + vae_w + act + RUNTIME_GB,
+        "VAE": dit_resident + vae_plan.estimate_gb + RUNTIME_GB,
+    }
+    parts = {"T5 weights": t5, "DiT weights on GPU": dit_resident, "DiT activations": act}
+    parts |= {"VAE weights": vae_w, "VAE pass + accumulator": vae_plan.estimate_gb - vae_w}
+    parts |= {"runtime": RUNTIME_GB}
+    return MemoryPlan(
+        output_hw=geometry.output_hw,
+        model_hw=geometry.model_hw,
+        tokens=tokens,
+        offload=offload,
+        cfg_batched=batched,
+        vae_mode=vae_plan.mode,
+        vae_tile_latent=_tile(vae_plan),
+        vae_chunk_latent=vae_plan.decode_chunk_latent,
+        budget_gb=budget,
+        phases_gb=phases,
+        parts_gb=parts,
+        host_gb=_host_gb(geometry.output_hw, frames, dit_all, blocks, t5, offload),
+    )
+
+
+def _tile(vae_plan) -> int:
+    tiles = vae_plan.decode_tiles.tiles
+    if len(tiles) <= 1:
+        return 0
+    return max(max(t.y.stop - t.y.start, t.x.stop - t.x.start) for t in tiles)
+
+
+def _host_gb(
+    output_hw: tuple[int, int], frames: int, dit: float, blocks: float, t5: float, offload: str
+) -> float:
+    """Host RAM: the larger of loading (a checkpoint read whole, T5 as stored) and running.
+
+    Running holds decoded windows at the output size (the window, the carried tail and up to
+    two queued for the background writer: ~4 windows of uint8) plus streamed blocks when set.
+    """
+    window = frames * output_hw[0] * output_hw[1] * 3 / GB
+    running = 4 * window + (blocks if offload == "layer" else 0.0) + 1.0  # + Python, torch, av
+    loading = max(t5, dit) + 1.0
+    return max(loading, running)
+
+
+def apply_plan(config: RunConfig, plan: MemoryPlan) -> RunConfig:
+    """`config` with the plan's choices: offload, guidance batching and, when planned, tiles."""
+    changes: dict = {"offload": plan.offload, "cfg_batched": plan.cfg_batched}
+    if config.vae_mode == "blend" and config.vae_tile_latent == 0 and plan.vae_tile_latent:
+        changes["vae_tile_latent"] = plan.vae_tile_latent
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,67 @@
+"""Run-time options applied to a loaded DiT: layer streaming and `torch.compile` of its blocks."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vidrefine.config import RunConfig
+from vidrefine.offload import BlockStreamer, stream_blocks
+
+
+def compile_blocks(model: nn.Module, **options) -> nn.Module:
+    """Compile each block of `model.blocks` in place (parameter names unchanged).
+
+    One compiled block serves all 30 layers, which share shapes, so compile time is paid once
+    per token count. `options` go to `torch.compile` (e.g. backend="aot_eager" in tests).
+    """
+    for block in model.blocks:
+        block.compile(**options)
+    return model
+
+
+def prepare_dit(
+    model: nn.Module, config: RunConfig, device: torch.device
+) -> tuple[nn.Module, BlockStreamer | None, list[str]]:
+    """Apply `config.offload == "layer"` and `config.compile` to a loaded DiT.
+
+    Returns the model, the streamer (None without layer offload) and notes for the run log.
+    Compiling and streaming exclude each other (swapped weights would force recompiles), so
+    streaming wins: it is what makes the run fit.
+    """
+    notes: list[str] = []
+    streamer = None
+    if config.offload in ("layer", "model"):
+        streamer = stream_blocks(model, device)
+        notes.append(
+            f"DiT blocks stream from host memory ({streamer.host_bytes() / 1e9:.2f} GB there)"
+        )
+    if config.compile and streamer is None:
+        compile_blocks(model)
+        notes.append("DiT blocks compiled with torch.compile")
+    elif config.compile:
+        notes.append("--compile ignored: layer offload swaps weights under the compiled block")
+    return model, streamer, notes
+
+
+def device_budget_gb(config: RunConfig, device: torch.device) -> float | None:
+    """`config.vram_gb`, else the CUDA device's total memory in GiB, else None (CPU)."""
+    if config.vram_gb is not None:
+        return config.vram_gb
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory / 1024**3
+    return None
+
+
+def plan_run(config: RunConfig, first_input, device: torch.device, progress) -> RunConfig:
+    """Log the memory plan for `first_input` and return `config` with its choices applied.
+
+    Without a budget (CPU run, no --vram) the plan is logged and nothing changes.
+    """
+    from vidrefine.io.probe import probe
+    from vidrefine.planner import apply_plan, plan_memory
+
+    budget = device_budget_gb(config, device)
+    plan = plan_memory(config, probe(first_input).display_hw, vram_gb=budget)
+    progress.info(plan.line())
+    return config if budget is None else apply_plan(config, plan)
