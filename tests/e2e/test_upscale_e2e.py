@@ -247,3 +247,25 @@ def test_long_clip_runs_in_flat_memory_when_it_spans_many_windows(tmp_path, weig
         assert report["frames"] == frames
         peaks[frames] = report["peak_kb"]
     assert peaks[120] < peaks[13] * 1.10, peaks
+
+
+def test_missing_output_folders_are_created_when_the_output_is_nested(tmp_path, weights, preset):
+    clip = make_clip(tmp_path / "in.mp4", frames=5, size_hw=(48, 64))
+    out = tmp_path / "new" / "deeper" / "out.mp4"
+    code, text = upscale(
+        [
+            str(clip.path),
+            "-c",
+            "a",
+            "-o",
+            str(out),
+            "--weights",
+            str(weights),
+            "--preset",
+            str(preset),
+            "--size",
+            "64p",
+        ]
+    )
+    assert code == 0, text
+    assert probe(out).frame_count == 5

@@ -8,7 +8,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidrefine.errors import BadInput, OutputExists, OutputNotWritable
+from vidrefine.errors import BadInput, OutputNotWritable
+from vidrefine.io.atomic import check_output as io_check_output
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts"}
@@ -86,18 +87,25 @@ def plan_outputs(
 
 
 def check_output(output: Path, *, input_path: Path, overwrite: bool) -> None:
-    """Refuse an output that is the input, exists without --overwrite, or cannot be written."""
-    if output.exists() and input_path.exists() and output.resolve() == input_path.resolve():
-        raise BadInput(f"output {output} is the input; choose another -o")
-    if output.is_dir():
-        raise BadInput(f"output {output} is a folder")
-    if output.exists() and not overwrite:
-        raise OutputExists(f"{output} exists; pass --overwrite to replace it")
+    """The writer's checks (vidrefine.io.atomic), except that missing folders are allowed.
+
+    Folders that do not exist yet are created by `make_output_folders` once every job has been
+    checked; here it is enough that their nearest existing ancestor is a writable folder.
+    """
     ancestor = output.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
+    if ancestor == output.parent:
+        io_check_output(input_path, output, overwrite=overwrite)
+        return
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         raise OutputNotWritable(f"cannot write {output}: {ancestor} is not a writable folder")
+
+
+def make_output_folders(jobs: list[UpscaleJob]) -> None:
+    """Create the folders the outputs go into (after all jobs passed their checks)."""
+    for folder in dict.fromkeys(job.output.parent for job in jobs):
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 def read_caption_file(path: Path) -> str:

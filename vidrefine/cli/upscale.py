@@ -7,7 +7,12 @@ from typing import Any
 
 import click
 
-from vidrefine.cli.batch import UpscaleJob, plan_upscale_jobs, short_caption_warnings
+from vidrefine.cli.batch import (
+    UpscaleJob,
+    make_output_folders,
+    plan_upscale_jobs,
+    short_caption_warnings,
+)
 from vidrefine.cli.environment import Environment
 from vidrefine.cli.options import build_config, print_config, run_options, weights_options
 from vidrefine.config import RunConfig
@@ -67,6 +72,7 @@ def command(
     )
     for warning in short_caption_warnings(jobs):
         env.note(f"warning: {warning}")
+    make_output_folders(jobs)
     run_refine(
         jobs,
         config,
