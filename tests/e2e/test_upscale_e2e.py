@@ -52,6 +52,12 @@ def upscale(args: list[str]) -> tuple[int, str]:
     return result.exit_code, result.output + (result.stderr if result.stderr_bytes else "")
 
 
+def upscale_tiny(clip: Path, out: Path, caption: str, weights: Path, preset: Path, *extra: str):
+    """`vidrefine upscale` at 64p with the tiny weights and preset."""
+    args = [str(clip), "-c", caption, "-o", str(out), "--weights", str(weights)]
+    return upscale([*args, "--preset", str(preset), "--size", "64p", *extra])
+
+
 def decoded(path: Path) -> np.ndarray:
     with av.open(str(path)) as container:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
@@ -64,21 +70,7 @@ def test_upscale_keeps_frames_timing_aspect_and_audio_when_run_through_the_cli(
         tmp_path / "in.mp4", frames=20, size_hw=(48, 64), audio=True, fps=Fraction(24), vfr=True
     )
     out = tmp_path / "out.mp4"
-    code, text = upscale(
-        [
-            str(clip.path),
-            "-c",
-            tiny_caption(20),
-            "-o",
-            str(out),
-            "--weights",
-            str(weights),
-            "--preset",
-            str(preset),
-            "--size",
-            "64p",
-        ]
-    )
+    code, text = upscale_tiny(clip.path, out, tiny_caption(20), weights, preset)
     assert code == 0, text
     src, res = probe(clip.path), probe(out)
     assert res.display_hw == (64, 86)  # short side 64, 4:3 kept (even width)
@@ -98,23 +90,7 @@ def test_same_seed_gives_the_same_output_and_another_seed_differs_when_repeated(
     outs = []
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         out = tmp_path / f"{name}.mp4"
-        code, text = upscale(
-            [
-                str(clip.path),
-                "-c",
-                "x y z",
-                "-o",
-                str(out),
-                "--weights",
-                str(weights),
-                "--preset",
-                str(preset),
-                "--seed",
-                str(seed),
-                "--size",
-                "64p",
-            ]
-        )
+        code, text = upscale_tiny(clip.path, out, "x y z", weights, preset, "--seed", str(seed))
         assert code == 0, text
         outs.append(decoded(out))
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -252,20 +228,6 @@ def test_long_clip_runs_in_flat_memory_when_it_spans_many_windows(tmp_path, weig
 def test_missing_output_folders_are_created_when_the_output_is_nested(tmp_path, weights, preset):
     clip = make_clip(tmp_path / "in.mp4", frames=5, size_hw=(48, 64))
     out = tmp_path / "new" / "deeper" / "out.mp4"
-    code, text = upscale(
-        [
-            str(clip.path),
-            "-c",
-            "a",
-            "-o",
-            str(out),
-            "--weights",
-            str(weights),
-            "--preset",
-            str(preset),
-            "--size",
-            "64p",
-        ]
-    )
+    code, text = upscale_tiny(clip.path, out, "a", weights, preset)
     assert code == 0, text
     assert probe(out).frame_count == 5
