@@ -89,7 +89,7 @@ def refine_files(
     progress = progress or NullProgress()
     device = device or pick_device()
     if jobs:  # memory plan before any weight is loaded; DoesNotFit stops here (issue 7)
-        config = plan_run(config, jobs[0].input, device, progress)
+        config = plan_run(config, [job.input for job in jobs], device, progress)
     captions = [f"{config.caption_prefix}{job.caption}" for job in jobs]
     states = encode_captions(
         paths[T5_FOLDER],

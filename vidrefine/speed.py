@@ -53,15 +53,25 @@ def device_budget_gb(config: RunConfig, device: torch.device) -> float | None:
     return None
 
 
-def plan_run(config: RunConfig, first_input, device: torch.device, progress) -> RunConfig:
-    """Log the memory plan for `first_input` and return `config` with its choices applied.
+def plan_run(config: RunConfig, inputs, device: torch.device, progress) -> RunConfig:
+    """Log the memory plan for the largest of `inputs` and return `config` with it applied.
 
-    Without a budget (CPU run, no --vram) the plan is logged and nothing changes.
+    Inputs that cannot be probed are left to fail on their own later (a batch goes on without
+    them). Without a budget (CPU run, no --vram) the plan is logged and nothing changes.
     """
+    from vidrefine.errors import VidrefineError
     from vidrefine.io.probe import probe
     from vidrefine.planner import apply_plan, plan_memory
 
+    sizes = []
+    for path in inputs:
+        try:
+            sizes.append(probe(path).display_hw)
+        except VidrefineError:
+            continue
+    if not sizes:
+        return config
     budget = device_budget_gb(config, device)
-    plan = plan_memory(config, probe(first_input).display_hw, vram_gb=budget)
+    plan = plan_memory(config, max(sizes, key=lambda hw: hw[0] * hw[1]), vram_gb=budget)
     progress.info(plan.line())
     return config if budget is None else apply_plan(config, plan)

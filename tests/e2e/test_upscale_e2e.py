@@ -231,3 +231,37 @@ def test_missing_output_folders_are_created_when_the_output_is_nested(tmp_path, 
     code, text = upscale_tiny(clip.path, out, "a", weights, preset)
     assert code == 0, text
     assert probe(out).frame_count == 5
+
+
+def test_bad_file_fails_before_weights_are_looked_for_when_it_is_the_only_input(tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video")
+    code, text = upscale([str(fake), "-c", "a", "--weights", str(tmp_path / "none"), "--offline"])
+    assert code == ExitCode.BAD_INPUT and "not a media file" in text and "weights" not in text
+
+
+def test_batch_reports_a_failing_file_and_refines_the_others_when_one_is_broken(
+    tmp_path, weights, preset
+):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    make_clip(folder / "good.mp4", frames=5, size_hw=(48, 64))
+    (folder / "broken.mp4").write_text("not a video")
+    code, text = upscale(
+        [
+            str(folder),
+            "-c",
+            "a",
+            "-o",
+            str(tmp_path / "out"),
+            "--weights",
+            str(weights),
+            "--preset",
+            str(preset),
+            "--size",
+            "64p",
+        ]
+    )
+    assert code != 0 and "1 of 2 clips failed" in text and "Traceback" not in text
+    assert probe(tmp_path / "out" / "good_64p.mp4").frame_count == 5
+    assert not (tmp_path / "out" / "broken_64p.mp4").exists()

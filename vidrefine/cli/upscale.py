@@ -17,6 +17,7 @@ from vidrefine.cli.environment import Environment
 from vidrefine.cli.options import build_config, print_config, run_options, weights_options
 from vidrefine.config import RunConfig
 from vidrefine.errors import VidrefineError
+from vidrefine.io.probe import probe
 
 
 @click.command(name="upscale")
@@ -70,6 +71,8 @@ def command(
         size=config.size,
         overwrite=overwrite,
     )
+    if len(jobs) == 1:
+        probe(jobs[0].input)  # a bad file fails here, before any weights are fetched or loaded
     for warning in short_caption_warnings(jobs):
         env.note(f"warning: {warning}")
     make_output_folders(jobs)
