@@ -176,3 +176,14 @@ def test_doctor_selftest_refines_a_generated_clip_when_asked():
     result = CliRunner().invoke(cli, ["doctor", "--selftest"])
     assert result.exit_code == 0, result.output
     assert "selftest passed: 20 frames in, 20 out at 96x64, 1 audio stream(s) kept" in result.output
+
+
+def test_import_stays_light_and_lazy_names_resolve_when_used():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vidrefine; heavy = {'torch', 'av', 'transformers'} & set(sys.modules); "
+        "assert not heavy, heavy; [getattr(vidrefine, n) for n in vidrefine.__all__]"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -22,6 +22,10 @@ _LAZY = {
     "VideoWriter": "vidrefine.io.writer",
     "load_vae": "vidrefine.checkpoints",
     "load_dit": "vidrefine.checkpoints",
+    "load_config": "vidrefine.presets",
+    "RefineJob": "vidrefine.refine",
+    "Refiner": "vidrefine.refine",
+    "refine_files": "vidrefine.batch",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -106,7 +106,10 @@ class RunConfig:
     shift: float = 2.5
     cfg_scale: float = 13.0
     strength: int = 675  # degradation step index on the zero-SNR table, 600..750
-    timestep_rounding: str = "exact"  # "exact" | "bf16" (the original's rounded grid, spec §5.4)
+    # "bf16": t, the network timestep and the reference step are bf16-rounded, as in training and
+    # the release (spec §5.4: training drew t in bf16, so 675 is only ever seen as 676);
+    # "exact": float64 grid and unrounded network inputs, for experiments.
+    timestep_rounding: str = "bf16"
     caption_prefix: str = ""  # the original script prepends "medium motion," (spec §5.6)
     seed: int = 0
     posterior: str = "sample"  # "sample" (the original, spec §5.1) | "mean" of the VAE posterior
