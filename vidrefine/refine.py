@@ -22,7 +22,6 @@ from vidrefine.config import STAGE2_LATENT_SCALE, RunConfig
 from vidrefine.device import autocast_for, peak_memory_bytes
 from vidrefine.geometry import OutputGeometry, plan_geometry
 from vidrefine.io.atomic import check_output
-from vidrefine.io.probe import probe
 from vidrefine.io.reader import read_chunks
 from vidrefine.io.writer import VideoWriter
 from vidrefine.jobs import JobStore, file_identity, job_key
@@ -117,7 +116,8 @@ class Refiner:
     def refine(self, job: RefineJob, *, overwrite: bool = False, resume: bool = True) -> JobResult:
         """Refine `job.input` into `job.output`; finished windows are kept for resuming."""
         check_output(job.input, job.output, overwrite=overwrite)
-        info = probe(job.input)
+        reader = read_chunks(job.input, READ_CHUNK_FRAMES)  # probes the file once
+        info = reader.info
         source = ClipSource(
             display_hw=info.display_hw,
             frame_count=info.frame_count,
@@ -125,7 +125,7 @@ class Refiner:
             fps=info.fps,
             audio_from=job.input if self.config.audio else None,
         )
-        chunks = ((c.frames, c.pts) for c in read_chunks(job.input, READ_CHUNK_FRAMES))
+        chunks = ((c.frames, c.pts) for c in reader)
         key = self.job_key({"input": file_identity(job.input), "caption": job.caption})
         return self.refine_stream(chunks, source, job, key=key, overwrite=overwrite, resume=resume)
 
