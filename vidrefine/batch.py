@@ -19,7 +19,7 @@ from vidrefine.errors import Interrupted, VidrefineError
 from vidrefine.jobs import file_identity
 from vidrefine.models.text import TEXT_LENGTH, T5TextEncoder
 from vidrefine.progress import NullProgress, Progress
-from vidrefine.refine import JobResult, RefineJob, Refiner, StageTwoModels
+from vidrefine.refine import JobResult, RefineJob, Refiner, StageTwoModels, stage2_caption
 from vidrefine.speed import plan_run, prepare_dit
 
 # names of the weight files a stage-II run needs (keys of the `paths` mapping)
@@ -90,7 +90,7 @@ def refine_files(
     device = device or pick_device()
     if jobs:  # memory plan before any weight is loaded; DoesNotFit stops here (issue 7)
         config = plan_run(config, [job.input for job in jobs], device, progress)
-    captions = [f"{config.caption_prefix}{job.caption}" for job in jobs]
+    captions = [stage2_caption(config, job.caption) for job in jobs]
     states = encode_captions(
         paths[T5_FOLDER],
         captions,

@@ -160,8 +160,10 @@ class Refiner:
             chunks, writer = prefetch(chunks), BackgroundWriter(writer)
         with writer, self.progress.task("windows", total=result.windows, unit="window") as bar:
             for window in slice_windows(chunks, plan):
-                self._window(window, plan, geometry, vae_plan, context, store, carry, result)
-                self._emit(window, plan, carry, writer, result)
+                frames = self._window(
+                    window, plan, geometry, vae_plan, context, store, carry, result
+                )
+                self._emit(window, frames, plan, carry, writer, result)
                 bar.advance()
         store.clear()
         result.peak_memory_bytes = peak_memory_bytes(self.models.device)
@@ -190,7 +192,8 @@ class Refiner:
         store: JobStore,
         carry: _Carry,
         result: JobResult,
-    ) -> None:
+    ) -> np.ndarray:
+        """Latents for `window` (reused or sampled), decoded to uint8 output frames."""
         saved = store.load_window(window.index)
         if saved is not None:
             latents, trajectory = saved["latents"], saved["trajectory"]
@@ -204,7 +207,7 @@ class Refiner:
             store.save_window(window.index, {"latents": latents, "trajectory": trajectory})
         carry.trajectory = trajectory.to(self.models.device)
         with _timed(result, "decode"):
-            window.frames = self._decode(latents.to(self.models.device), geometry, vae_plan)
+            return self._decode(latents.to(self.models.device), geometry, vae_plan)
 
     # -- steps ----------------------------------------------------------------------------
     def _start_state(
@@ -287,15 +290,14 @@ class Refiner:
     def _emit(
         self,
         window: WindowFrames,
+        frames: np.ndarray,
         plan: WindowPlan,
         carry: _Carry,
         writer: VideoWriter,
         result: JobResult,
     ) -> None:
         """Cross-fade the head with the previous tail, write what is final, keep the new tail."""
-        frames = window.frames
-        if carry.tail is not None:
-            frames = frames.copy()
+        if carry.tail is not None:  # `frames` is this window's own decode: blend in place
             n = plan.overlap_frames
             w = plan.crossfade_weights()[:, None, None, None]
             mixed = w * frames[:n].astype(np.float64) + (1 - w) * carry.tail.astype(np.float64)
@@ -331,8 +333,7 @@ class Refiner:
         )
 
     def _context(self, caption: str) -> torch.Tensor:
-        text = f"{self.config.caption_prefix}{caption}" if self.config.caption_prefix else caption
-        return self.embeddings(text)
+        return self.embeddings(stage2_caption(self.config, caption))
 
     def _vae_plan(self, geometry: OutputGeometry, plan: WindowPlan) -> VAEPlan:
         cfg = self.config
@@ -371,6 +372,14 @@ class _timed:
     def __exit__(self, *exc: object) -> None:
         spent = time.perf_counter() - self.start
         self.result.seconds[self.phase] = self.result.seconds.get(self.phase, 0.0) + spent
+
+
+def stage2_caption(config: RunConfig, caption: str) -> str:
+    """The text stage II is conditioned on: the caption behind the config's prefix.
+
+    The original script prepends "medium motion," (spec §5.6); the default prefix is empty.
+    """
+    return f"{config.caption_prefix}{caption}"
 
 
 def frames_to_model_input(

@@ -25,6 +25,7 @@ from vidrefine.errors import BadInput, OutputExists
 from vidrefine.io.writer import VideoWriter
 from vidrefine.plugins import Generator, check_generator, create_generator, discover_generators
 from vidrefine.progress import NullProgress, Progress
+from vidrefine.refine import stage2_caption
 from vidrefine.t2v_manifest import manifest_path, record_clip
 
 SCRATCH_DIR = ".t2v-frames"  # float frames between stage I and stage II, removed when done
@@ -156,10 +157,6 @@ def _resolve_weights(plugin: Generator, run: T2VRun, preview_only: bool) -> dict
     return resolve(wanted, weights_dir=run.weights_dir, offline=run.offline, announce=announce)
 
 
-def _stage2_caption(config: RunConfig, prompt: str) -> str:
-    return f"{config.caption_prefix}{prompt}" if config.caption_prefix else prompt
-
-
 def _encode_prompts(
     jobs: Sequence[T2VJob], paths: dict[str, Path], run: T2VRun
 ) -> dict[str, torch.Tensor]:
@@ -168,7 +165,7 @@ def _encode_prompts(
     from vidrefine.weights import T5
 
     captions = [job.prompt for job in jobs]
-    captions += [_stage2_caption(run.config, job.prompt) for job in jobs if job.output]
+    captions += [stage2_caption(run.config, job.prompt) for job in jobs if job.output]
     dtype = resolve_dtype(run.config.dtype, run.device)
     return encode_captions(
         paths[T5.name], captions, device=run.device, dtype=dtype, progress=run.progress
