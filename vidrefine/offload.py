@@ -2,8 +2,9 @@
 
 `BlockStreamer` moves each block's weights to the host once, then a forward pre-hook copies them to
 the device just before the block runs and a forward hook points the parameters back at the host
-copies, so only the running block's weights (plus the next one in flight) occupy the device. The
-declared order is the module order of `blocks` (how the DiT calls them).
+copies, so only the running block's weights occupy the device (the next block is not yet
+prefetched on a side stream, so each copy waits for the GPU). The declared order is the module
+order of `blocks` (how the DiT calls them).
 """
 
 from __future__ import annotations
