@@ -7,6 +7,9 @@ peak = VmHWM - VmRSS before decoding
     python3 benchmarks/vae.py --config official --size 64x96
 GPU: full-size VAE, 13 latent frames -> 49 frames at 1088x1920, max_memory_allocated.
     python3 benchmarks/vae.py --gpu [--weights 3d-vae.pt]
+Layout (issue 7): `--layout both` runs every variant with contiguous (NCDHW) and channels-last-3d
+(NDHWC) conv weights and input, side by side, so a layout change is kept only if it pays.
+    python3 benchmarks/vae.py --gpu --layout both
 """
 
 from __future__ import annotations
@@ -70,14 +73,28 @@ def _plan(args: argparse.Namespace, variant: str):
     return plan_vae(size_hw, frames, mode="blend", tile_latent=args.tile, overlap_latent=4)
 
 
+def channels_last(vae: torch.nn.Module) -> torch.nn.Module:
+    """Store every Conv3d weight channels-last-3d (NDHWC); activations follow the conv outputs."""
+    for module in vae.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            module.weight.data = module.weight.data.contiguous(memory_format=LAYOUTS["ndhwc"])
+    return vae
+
+
+LAYOUTS = {"ncdhw": torch.contiguous_format, "ndhwc": torch.channels_last_3d}
+
+
 def child(args: argparse.Namespace) -> dict:
     """Run one variant in this process and return its figures."""
     device = "cuda" if args.gpu else "cpu"
     dtype = torch.float16 if args.gpu else torch.float32
+    variant, layout = args.child.split(":")
     vae = _build(CONFIGS[args.config], args.weights, device, dtype)
-    plan = _plan(args, args.child)
+    if layout == "ndhwc":
+        vae = channels_last(vae)
+    plan = _plan(args, variant)
     z = torch.randn(1, vae.config.latent_channels, plan.latent_frames, *plan.latent_hw)
-    z = z.to(device=device, dtype=dtype)
+    z = z.to(device=device, dtype=dtype).contiguous(memory_format=LAYOUTS[layout])
     decode_latents(vae, z[:, :, :1, :1, :1], plan_vae((8, 8), 1, mode="whole"))  # warm-up
     if args.gpu:
         torch.cuda.synchronize()
@@ -100,7 +117,8 @@ def child(args: argparse.Namespace) -> dict:
         frames, (8 * tile_hw[0], 8 * tile_hw[1]), dtype_bytes=dtype.itemsize
     )
     return {
-        "variant": args.child,
+        "variant": variant,
+        "layout": layout,
         "tiles": len(plan.decode_tiles.tiles),
         "tile_latent": f"{tile_hw[0]}x{tile_hw[1]}",
         "chunks": len(plan.decode_chunks()),
@@ -118,6 +136,9 @@ def main() -> None:
     parser.add_argument("--size", default="128x96", help="WIDTHxHEIGHT of the decoded clip")
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--tile", type=int, default=8, help="tile size in latents (tiled run)")
+    parser.add_argument(
+        "--layout", choices=[*LAYOUTS, "both"], default="ncdhw", help="conv memory layout"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.gpu and args.size == "128x96":
@@ -132,20 +153,23 @@ def main() -> None:
     # resident high-water mark tracks live tensors instead of heap fragmentation.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     variants = ("whole", "faithful", "blend-24GB") if args.gpu else ("whole", "chunked", "tiled")
+    layouts = list(LAYOUTS) if args.layout == "both" else [args.layout]
     for variant in variants:
-        cmd = [sys.executable, __file__, "--child", variant, *sys.argv[1:]]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+        for layout in layouts:  # side by side: the layouts of one variant run back to back
+            cmd = [sys.executable, __file__, *sys.argv[1:], "--child", f"{variant}:{layout}"]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
     print(
         f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, {date.today()}, config {args.config}, "
         f"{args.frames} frames at {width}x{height}, {'cuda fp16' if args.gpu else 'cpu fp32'}"
     )
-    print("| variant | tiles | tile (latent) | chunks | seconds | peak MB | estimate MB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| variant | layout | tiles | tile (latent) | chunks | seconds | peak MB | estimate MB |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['variant']} | {r['tiles']} | {r['tile_latent']} | {r['chunks']} | "
+            f"| {r['variant']} | {r['layout']} | {r['tiles']} | {r['tile_latent']} | "
+            f"{r['chunks']} | "
             f"{r['seconds']} | {r['peak_mb']} | {r['estimate_mb']} |"
         )
 

@@ -74,6 +74,9 @@ class CausalConv3d(nn.Module):
         if head is None:
             head = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
         padded = torch.cat([head.to(x.dtype), x], dim=2)
+        if x.is_contiguous(memory_format=torch.channels_last_3d) and x.shape[1] > 1:
+            # keep an NDHWC run NDHWC (cat of an expanded head falls back to NCDHW)
+            padded = padded.contiguous(memory_format=torch.channels_last_3d)
         # clone: a view would keep the whole padded chunk alive until the next call
         step.next[self.cache_key] = padded[:, :, -self.time_pad :].clone()
         return self.conv(padded)
