@@ -15,6 +15,9 @@ from vidrefine.errors import DoesNotFit
 from vidrefine.live_memory import LiveTensorMemory
 from vidrefine.models.dit import VideoDiT
 from vidrefine.planner import (
+    T5_XXL_BLOCK_PARAMS,
+    T5_XXL_BLOCKS,
+    T5_XXL_PARAMS,
     apply_plan,
     dit_activation_bytes,
     dit_param_count,
@@ -96,8 +99,32 @@ def test_low_vram_preset_fits_16_gb_with_layer_streaming_when_planned() -> None:
 
 
 def test_planner_refuses_with_the_phase_named_when_nothing_fits() -> None:
-    with pytest.raises(DoesNotFit, match="nothing fits in 9.0 GB.*T5"):
-        plan_memory(RunConfig(size="1080p"), INPUT_HW, vram_gb=9)
+    with pytest.raises(DoesNotFit, match="nothing fits in 4.0 GB.*DiT"):
+        plan_memory(RunConfig(size="1080p"), INPUT_HW, vram_gb=4)
+
+
+def test_t5_block_constants_match_the_transformers_module_when_built_on_meta() -> None:
+    from transformers import T5Config, T5EncoderModel
+
+    from benchmarks.refine_parts import T5_XXL
+
+    config = T5Config(**T5_XXL, feed_forward_proj="gated-gelu", is_encoder_decoder=False)
+    with torch.device("meta"):
+        model = T5EncoderModel(config)
+    blocks = model.encoder.block
+    assert len(blocks) == T5_XXL_BLOCKS
+    assert sum(p.numel() for p in blocks[1].parameters()) == T5_XXL_BLOCK_PARAMS
+    assert sum(p.numel() for p in model.parameters()) == T5_XXL_PARAMS
+
+
+def test_layer_offload_streams_t5_too_when_a_9_gb_card_is_planned() -> None:
+    # T5-XXL alone is 8.9 GB in bf16: only streaming its blocks lets a 9 GB card run
+    plan = plan_memory(RunConfig(size="1080p"), INPUT_HW, vram_gb=9)
+    assert plan.offload == "layer" and plan.gpu_peak_gb <= 9
+    resident = plan.parts_gb["T5 weights on GPU"]
+    whole = T5_XXL_PARAMS * 2 / 1024**3
+    assert resident == pytest.approx(whole - 22 * T5_XXL_BLOCK_PARAMS * 2 / 1024**3)
+    assert resident < 0.15 * whole
 
 
 def test_applied_plan_carries_its_choices_into_the_run_config_when_applied() -> None:

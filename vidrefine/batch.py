@@ -41,10 +41,18 @@ def encode_captions(
     device: torch.device,
     dtype: torch.dtype,
     progress: Progress,
+    stream: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """T5 states (1, 226, d) on the CPU for each distinct caption; T5 is freed afterwards."""
+    """T5 states (1, 226, d) on the CPU for each distinct caption; T5 is freed afterwards.
+
+    With `stream` (offload "layer") T5 is loaded on the host and its blocks visit `device` one
+    at a time, so the encoder needs about 1 GB of GPU memory instead of 9.
+    """
     distinct = list(dict.fromkeys(captions))
-    encoder = T5TextEncoder.from_folder(t5_folder, dtype=dtype, device=device)
+    load_on = torch.device("cpu") if stream else device
+    encoder = T5TextEncoder.from_folder(t5_folder, dtype=dtype, device=load_on)
+    if stream:
+        encoder.stream_to(device)
     states: dict[str, torch.Tensor] = {}
     try:
         with progress.task("captions", total=len(distinct), unit="caption") as bar:
@@ -97,6 +105,7 @@ def refine_files(
         device=device,
         dtype=resolve_dtype(config.dtype, device),
         progress=progress,
+        stream=config.offload == "layer",
     )
     models = load_stage_two(paths, config, device)
     if device.type == "cpu" and {models.dtype, models.vae_dtype} != {torch.float32}:

@@ -68,3 +68,17 @@ class BlockStreamer:
 def stream_blocks(model: nn.Module, device: torch.device) -> BlockStreamer:
     """Stream `model.blocks` layer by layer; the rest of the model stays where it is."""
     return BlockStreamer(model.blocks, device)
+
+
+def stream_model(
+    model: nn.Module, blocks: Sequence[nn.Module], device: torch.device
+) -> BlockStreamer:
+    """Put everything of `model` but `blocks` on `device` and stream `blocks` from the host.
+
+    For a model loaded on the CPU: the whole model never sits on the device at once.
+    """
+    streamed = {id(t) for block in blocks for t in (*block.parameters(), *block.buffers())}
+    for tensor in (*model.parameters(), *model.buffers()):
+        if id(tensor) not in streamed:
+            tensor.data = tensor.data.to(device)
+    return BlockStreamer(blocks, device)

@@ -5,6 +5,8 @@ Arithmetic only (the VAE tile choice reuses `vae_runner.plan_vae`, imported when
 
 Terms of the prediction (docs/performance.md has the worked 1080p numbers):
   * weights: DiT 1.70 B params, VAE 216 M, T5-XXL encoder 4.76 B, times the dtype's bytes;
+    with layer offload only the non-block weights and two blocks of each transformer are on the
+    GPU (T5: embeddings + 2 of 24 blocks, about 1 GB in bf16);
   * DiT activations: tokens S = T*(H/16)*(W/16) + 226 per sample, B = 2 with batched guidance;
     flash/cuDNN/CPU-flash attention keeps no S x S matrix, so the working set is linear:
     c * B * S * D bytes with c = 36 under bf16/fp16 autocast and 60 in plain fp32, measured with
@@ -25,6 +27,8 @@ from vidrefine.vae_memory import OFFICIAL_PARAMS as VAE_PARAMS
 
 GB = 1024**3
 T5_XXL_PARAMS = 4_762_310_656  # T5EncoderModel(t5-v1_1-xxl config) parameter count
+T5_XXL_BLOCKS = 24
+T5_XXL_BLOCK_PARAMS = 192_946_176  # one T5Block: attention 4 x 4096^2, gated FFN 3 x 4096 x 10240
 T5_WORKING_GB = 0.3  # 226 tokens x 4096 wide: activations are small next to the weights
 RUNTIME_GB = 1.0
 ACT_BYTES = {"autocast": 36, "fp32": 60}  # DiT working set per token per hidden channel
@@ -150,8 +154,8 @@ def _refusal(smallest: MemoryPlan | None, budget: float | None, failure: str) ->
     return (
         f"nothing fits in {budget:.1f} GB: the smallest plan (offload {smallest.offload}, "
         f"{'CFG batched' if smallest.cfg_batched else 'CFG in turn'}) needs "
-        f"{smallest.gpu_peak_gb:.1f} GB, most of it in the {worst} phase; lower --size, or use "
-        "--preset low-vram, or a GPU with more memory"
+        f"{smallest.gpu_peak_gb:.1f} GB, most of it in the {worst} phase; lower --size, "
+        "or a GPU with more memory"
     )
 
 
@@ -186,12 +190,16 @@ def _plan_one(
         dtype_bytes=vae_b,
     )
     t5 = T5_XXL_PARAMS * dit_b / GB
+    t5_resident = (
+        t5 if offload == "none" else t5 - (T5_XXL_BLOCKS - 2) * T5_XXL_BLOCK_PARAMS * dit_b / GB
+    )
     phases = {
-        "T5": t5 + T5_WORKING_GB + RUNTIME_GB,
+        "T5": t5_resident + T5_WORKING_GB + RUNTIME_GB,
         "DiT": dit_resident + vae_w + act + RUNTIME_GB,
         "VAE": dit_resident + vae_plan.estimate_gb + RUNTIME_GB,
     }
-    parts = {"T5 weights": t5, "DiT weights on GPU": dit_resident, "DiT activations": act}
+    parts = {"T5 weights on GPU": t5_resident, "DiT weights on GPU": dit_resident}
+    parts |= {"DiT activations": act}
     parts |= {"VAE weights": vae_w, "VAE pass + accumulator": vae_plan.estimate_gb - vae_w}
     parts |= {"runtime": RUNTIME_GB}
     return MemoryPlan(

@@ -168,7 +168,12 @@ def _encode_prompts(
     captions += [stage2_caption(run.config, job.prompt) for job in jobs if job.output]
     dtype = resolve_dtype(run.config.dtype, run.device)
     return encode_captions(
-        paths[T5.name], captions, device=run.device, dtype=dtype, progress=run.progress
+        paths[T5.name],
+        captions,
+        device=run.device,
+        dtype=dtype,
+        progress=run.progress,
+        stream=run.config.offload == "layer",
     )
 
 

@@ -152,3 +152,23 @@ def test_hub_layout_with_only_spiece_model_tokenizes_the_same_when_loaded(t5_fol
     ours = T5TextEncoder.from_folder(hub, dtype=torch.float32).encode([caption])
     reference = reference_hidden(t5_folder, reference_ids(t5_folder, caption))
     torch.testing.assert_close(ours.embeddings, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_streamed_blocks_encode_the_same_and_return_to_the_host_when_streamed(t5_folder):
+    caption = tiny_caption(12, seed=3)
+    plain = T5TextEncoder.from_folder(t5_folder, dtype=torch.float32).encode([caption])
+    streamed = T5TextEncoder.from_folder(t5_folder, dtype=torch.float32)
+    blocks = streamed.model.encoder.block
+    streamed.stream_to("cpu")
+    host = [p.data_ptr() for p in blocks.parameters()]  # the streamer's own host copies
+    loads = []  # registered after the streamer's hook: sees the copies the block runs with
+    for block in blocks:
+        block.register_forward_pre_hook(
+            lambda m, _a: loads.append(all(p.data_ptr() not in host for p in m.parameters()))
+        )
+    out = streamed.encode([caption])
+    torch.testing.assert_close(out.embeddings, plain.embeddings, rtol=0, atol=0)
+    assert loads == [True] * len(blocks)  # every block ran on a fresh copy
+    assert [p.data_ptr() for p in blocks.parameters()] == host  # and went back to the host
+    streamed.release()
+    assert streamed.model is None
