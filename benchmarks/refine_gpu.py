@@ -38,9 +38,11 @@ from vidrefine.io.writer import VideoWriter  # noqa: E402
 from vidrefine.live_memory import LiveTensorMemory  # noqa: E402
 from vidrefine.models.dit import VideoDiT  # noqa: E402
 from vidrefine.models.vae import CausalVideoVAE  # noqa: E402
+from vidrefine.offload import stream_model  # noqa: E402
+from vidrefine.planner import apply_plan, plan_memory  # noqa: E402
 from vidrefine.presets import load_config  # noqa: E402
 from vidrefine.refine import ClipSource, RefineJob, Refiner, StageTwoModels  # noqa: E402
-from vidrefine.speed import prepare_dit  # noqa: E402
+from vidrefine.speed import device_budget_gb, prepare_dit  # noqa: E402
 from vidrefine.windows import WindowPlan  # noqa: E402
 
 
@@ -76,6 +78,8 @@ PATHS = {
         "default",
         {"background_io": True, "attention": "cudnn", "cfg_batched": False},
     ),
+    # the low-vram preset as it ships: streamed blocks, small VAE tiles, a 16 GB plan
+    "low-vram": ("low-vram", {"background_io": True, "attention": "cudnn"}),
 }
 
 
@@ -115,14 +119,24 @@ def run_config(path: str, scale: Scale, steps: int, compile_: bool, device: torc
     flags |= {"window_overlap_latent": overlap, "audio": False}
     if device.type != "cuda":
         flags |= {"dtype": "fp32", "vae_dtype": "fp32"}  # bf16 on the CPU measures nothing useful
-    return load_config(preset, {**flags, **knobs})
+        return load_config(preset, {**flags, **knobs})
+    # as a user's run: the memory planner fits the preset to this GPU (or the preset's --vram)
+    config = load_config(preset, {**flags, **knobs})
+    return apply_plan(config, plan_for(config, scale, device))
+
+
+def plan_for(config, scale: Scale, device: torch.device):
+    """The planner's choice for `config` on `device` (full-size models only)."""
+    return plan_memory(config, scale.input_hw, vram_gb=device_budget_gb(config, device))
 
 
 def build_models(scale: Scale, config, device: torch.device) -> StageTwoModels:
     """Random-weight DiT and VAE in the config's dtypes, with its fast paths applied."""
     dtype = resolve_dtype(config.dtype, device)
     vae_dtype = resolve_dtype(config.vae_dtype, device)
-    dit = parts.random_model(lambda: VideoDiT(scale.dit), device, dtype, seed=1)
+    # streamed as in load_stage_two: built on the host, never whole on the GPU
+    home = torch.device("cpu") if config.offload == "layer" else device
+    dit = parts.random_model(lambda: VideoDiT(scale.dit), home, dtype, seed=1)
     dit, _, _ = prepare_dit(dit, config, device)
     vae = parts.random_model(lambda: CausalVideoVAE(scale.vae), device, vae_dtype, seed=2)
     return StageTwoModels(vae=vae, dit=dit, device=device, dtype=dtype, vae_dtype=vae_dtype)
@@ -165,9 +179,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_t5(scale: Scale, device: torch.device, dtype: torch.dtype) -> tuple[float, int]:
-    """Seconds (second of two calls) and peak bytes of encoding one caption; T5 then freed."""
-    t5 = parts.t5_encoder(scale.t5, device, dtype)
+def time_t5(
+    scale: Scale, device: torch.device, dtype: torch.dtype, *, stream: bool = False
+) -> tuple[float, int]:
+    """Seconds (second of two calls) and peak bytes of encoding one caption; T5 then freed.
+
+    `stream`: built on the host with its blocks streamed to `device` (offload "layer").
+    """
+    t5 = parts.t5_encoder(scale.t5, torch.device("cpu") if stream else device, dtype)
+    if stream:
+        stream_model(t5, t5.encoder.block, device)
     ids = torch.randint(0, scale.t5["vocab_size"], (1, parts.TEXT_TOKENS), device=device)
     memory = LiveTensorMemory() if device.type != "cuda" else None
     clock = parts.Clock(device, memory)
@@ -209,6 +230,8 @@ def count_flops(scale: Scale, config, models, notes: list[str]) -> dict[str, flo
 def bench_path(path, scale, steps_list, args, device, clip, tmp, notes) -> list[RunResult]:
     """Warm up once (1 step), then time each step count on the same models."""
     config = run_config(path, scale, steps_list[0], args.compile, device)
+    if device.type == "cuda":  # predicted next to measured: the table's peaks check the planner
+        notes.append(f"{path}: {plan_for(config, scale, device).line()}")
     models = build_models(scale, config, device)
     gen = torch.Generator().manual_seed(3)
     context = torch.randn(1, parts.TEXT_TOKENS, scale.dit.text_dim, generator=gen)
@@ -263,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         clip = tmp / "input.mp4"
         write_clip(clip, scale.frames, scale.input_hw)
         t5_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        t5_s, t5_peak = time_t5(scale, device, t5_dtype)
+        offloads = {p: run_config(p, scale, 1, False, device).offload for p in args.paths}
+        streamed = {p: offload == "layer" for p, offload in offloads.items()}
+        t5 = {s: time_t5(scale, device, t5_dtype, stream=s) for s in set(streamed.values())}
         notes: list[str] = []
         results = []
         for path in args.paths:
@@ -271,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     rate, rate_what = parts.matmul_rate(device)
     t5_flops = parts.count_t5_flops(scale.t5)
     for r in results:
+        t5_s, t5_peak = t5[streamed[r.path]]
         r.seconds["T5"], r.peaks["T5"], r.flops["T5"] = t5_s, t5_peak, t5_flops
         r.total_s += t5_s
     from benchmarks.refine_table import print_tables

@@ -17,6 +17,7 @@ PHASES = ("T5", "I/O read", "VAE encode", "DiT pass 1", "VAE decode", "I/O write
 def cpu_run(tmp_path_factory) -> tuple[str, dict]:
     out = tmp_path_factory.mktemp("bench") / "results.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "refine_gpu.py"), "--cpu", "--steps", "1"]
+    command += ["--paths", "fast", "faithful", "low-vram"]
     done = subprocess.run(
         [*command, "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT
     )
@@ -44,3 +45,27 @@ def test_cpu_benchmark_counts_dit_flops_like_the_analytic_formula_when_run(cpu_r
         counted = run["flops"]["DiT pass 1"]
         assert 1.0 <= counted / (linear + attention) < 1.15, (counted, linear + attention)
         assert all(seconds > 0 for seconds in run["seconds"].values())
+
+
+def test_cpu_benchmark_streams_two_blocks_on_the_low_vram_path_when_run(cpu_run) -> None:
+    from benchmarks.refine_gpu import TINY
+    from vidrefine.planner import dit_block_params
+
+    _, data = cpu_run
+    peaks = {run["path"]: run["peaks"]["DiT pass 1"] for run in data["runs"]}
+    block_bytes = 4 * dit_block_params(TINY.dit)  # fp32 on the CPU
+    # the same pass, plus the running block's copy and the next one arriving
+    assert peaks["low-vram"] - peaks["fast"] == pytest.approx(2 * block_bytes, rel=0.05)
+
+
+def test_offload_benchmark_prints_every_variant_and_the_bytes_streamed_when_run_on_cpu(
+    capsys,
+) -> None:
+    from benchmarks import offload
+    from vidrefine.planner import dit_block_params
+
+    assert offload.main(["--cpu", "--repeats", "1"]) == 0
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if "| 96x64" in line]
+    assert [row[3].strip() for row in rows] == list(offload.VARIANTS)
+    streamed = 4 * offload.CPU_DIT.num_layers * dit_block_params(offload.CPU_DIT) / 1024**3
+    assert [float(row[7]) for row in rows] == pytest.approx([0, streamed, streamed], abs=1e-3)

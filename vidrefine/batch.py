@@ -78,7 +78,9 @@ def load_stage_two(
     dtype = resolve_dtype(config.dtype, device)
     vae_dtype = resolve_dtype(config.vae_dtype, device)
     vae = load_vae(paths[VAE_FILE], dtype=vae_dtype, device=device).eval()
-    dit = load_dit(paths[STAGE2_FILE], dtype=dtype, device=device, stage=2).eval()
+    # streamed: loaded on the host, only non-block weights go to the GPU (never the whole DiT)
+    load_on = torch.device("cpu") if config.offload == "layer" else device
+    dit = load_dit(paths[STAGE2_FILE], dtype=dtype, device=load_on, stage=2).eval()
     dit, _streamer, _notes = prepare_dit(dit, config, device)  # layer offload, compile (issue 7)
     return StageTwoModels(vae=vae, dit=dit, device=device, dtype=dtype, vae_dtype=vae_dtype)
 

@@ -117,7 +117,7 @@ class RunConfig:
     dtype: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "fp16" | "fp32"
     vae_dtype: str = "auto"
     vram_gb: float | None = None  # memory budget for planning; None = what the device has
-    offload: str = "none"  # "none" | "model" (one model on the GPU at a time) | "layer"
+    offload: str = "none"  # "none" | "layer" (DiT and T5 blocks stream from host memory)
     # Speed (issue 7, docs/performance.md); none of these changes the sampled numbers beyond
     # kernel rounding.
     cfg_batched: bool = True  # CFG passes as one batch of 2 (faster) or in turn (less memory)

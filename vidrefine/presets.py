@@ -140,7 +140,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "dtype": _one_of(*_DTYPES),
     "vae_dtype": _one_of(*_DTYPES),
     "vram_gb": _between(0.5, 4096.0),
-    "offload": _one_of("none", "model", "layer"),
+    "offload": _one_of("none", "layer"),
     "attention": _one_of("auto", "cudnn", "flash", "efficient", "math"),
     "window_latent": _between(1, 64),
     "window_overlap_latent": _between(0, 63),

@@ -25,13 +25,16 @@ def prepare_dit(
 ) -> tuple[nn.Module, BlockStreamer | None, list[str]]:
     """Apply `config.offload == "layer"` and `config.compile` to a loaded DiT.
 
+    With layer offload the blocks go to host memory and everything else to `device`, so the
+    DiT is best loaded on the CPU (`load_stage_two` does) and never whole on the GPU.
+
     Returns the model, the streamer (None without layer offload) and notes for the run log.
     Compiling and streaming exclude each other (swapped weights would force recompiles), so
     streaming wins: it is what makes the run fit.
     """
     notes: list[str] = []
     streamer = None
-    if config.offload in ("layer", "model"):
+    if config.offload == "layer":
         streamer = stream_blocks(model, device)
         notes.append(
             f"DiT blocks stream from host memory ({streamer.host_bytes() / 1e9:.2f} GB there)"
