@@ -101,16 +101,16 @@ def test_blocks_called_out_of_order_compute_exactly_when_streaming() -> None:
     video = model.embed_video(x)
     text = model.text_proj(ctx)
     emb = model.embed_time(t, 1, x.shape[1], **kwargs)
-    from vidrefine.models.rope import rope_tables
+    from vidrefine.models.rope import rope_rotation
 
-    cos, sin = rope_tables((2, 2, 3), CFG.head_dim)
+    rotation = rope_rotation((2, 2, 3), CFG.head_dim, text_len=text.shape[1])
     order = (3, 1, 1, 0, 2)  # skips, repeats and goes backwards
 
     def run(blocks) -> tuple[list, int]:
         states, state = [], (video, text)
         with LiveTensorMemory() as memory:
             for index in order:
-                state = blocks[index](*state, emb, cos, sin)
+                state = blocks[index](*state, emb, rotation)
                 states.append(state)
         return states, memory.peak
 

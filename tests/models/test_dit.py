@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from vidrefine.config import DiTConfig
 from vidrefine.models.dit import VideoDiT
-from vidrefine.models.dit_blocks import FP32LayerNorm, timestep_sinusoid
-from vidrefine.models.rope import apply_rope, axis_dims, rope_tables, rotate_video_tokens
+from vidrefine.models.dit_blocks import FP32LayerNorm, qk_prologue, timestep_sinusoid
+from vidrefine.models.rope import axis_dims, rope_rotation, rope_tables, rotate
 
 TINY = DiTConfig(hidden_size=128, num_layers=2, num_heads=2, text_dim=32, time_embed_dim=64)
 TINY2 = DiTConfig(
@@ -48,11 +48,18 @@ def test_rope_axis_split_is_16_24_24_when_head_dim_is_64() -> None:
     assert axis_dims(64) == (16, 24, 24)
 
 
+def pairwise_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Spec §3.5 written out: x * cos + rotate_half(x) * sin with (x0, x1) -> (-x1, x0)."""
+    x = x.float()
+    pairs = x.unflatten(-1, (-1, 2))
+    swapped = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+    return x * cos + swapped * sin
+
+
 def test_rope_leaves_text_tokens_untouched_when_rotating_video_tokens() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, TEXT_LEN + 24, 64, generator=gen)
-    cos, sin = rope_tables((2, 3, 4), 64)
-    y = rotate_video_tokens(x, TEXT_LEN, cos, sin, torch.float32)
+    y = rotate(x, rope_rotation((2, 3, 4), 64, text_len=TEXT_LEN))
     assert torch.equal(y[:, :, :TEXT_LEN], x[:, :, :TEXT_LEN])
     # Video token (0, 0, 0) has angle 0; every other video token moves.
     assert torch.allclose(y[:, :, TEXT_LEN], x[:, :, TEXT_LEN])
@@ -63,10 +70,9 @@ def test_rope_leaves_text_tokens_untouched_when_rotating_video_tokens() -> None:
 
 def test_rope_rotates_adjacent_pairs_when_applied_to_one_pair() -> None:
     # Only the first time frequency (angle = t * 1) is non-zero for a unit vector on dims 0, 1.
-    cos, sin = rope_tables((3, 1, 1), 64)
     x = torch.zeros(3, 64)
     x[:, 0] = 1.0
-    y = apply_rope(x, cos, sin)
+    y = rotate(x, rope_rotation((3, 1, 1), 64))
     for t in range(3):
         assert y[t, 0].item() == pytest.approx(math.cos(t), abs=1e-6)
         assert y[t, 1].item() == pytest.approx(math.sin(t), abs=1e-6)
@@ -75,7 +81,7 @@ def test_rope_rotates_adjacent_pairs_when_applied_to_one_pair() -> None:
 
 def test_rope_dot_product_depends_only_on_position_difference_when_shifted_on_every_axis() -> None:
     grid = (4, 5, 6)
-    cos, sin = rope_tables(grid, 64)
+    rotation = rope_rotation(grid, 64)
     gen = torch.Generator().manual_seed(0)
     q, k = torch.randn(64, generator=gen), torch.randn(64, generator=gen)
 
@@ -83,8 +89,8 @@ def test_rope_dot_product_depends_only_on_position_difference_when_shifted_on_ev
         return (t * grid[1] + h) * grid[2] + w
 
     def score(i: int, j: int) -> float:
-        qi = apply_rope(q[None], cos[i : i + 1], sin[i : i + 1])[0]
-        kj = apply_rope(k[None], cos[j : j + 1], sin[j : j + 1])[0]
+        qi = rotate(q[None], rotation[i : i + 1])[0]
+        kj = rotate(k[None], rotation[j : j + 1])[0]
         return float(qi @ kj)
 
     base = score(index(0, 1, 2), index(2, 0, 4))
@@ -218,8 +224,31 @@ def test_layernorm_island_returns_fp32_when_autocast_is_on() -> None:
 def test_rope_island_is_fp32_when_inputs_are_bf16() -> None:
     cos, sin = rope_tables((2, 2, 2), 64)
     assert cos.dtype == sin.dtype == torch.float32
+    assert rope_rotation((2, 2, 2), 64).dtype == torch.complex64  # fp32 parts
     x = torch.randn(8, 64).to(torch.bfloat16)
-    assert apply_rope(x, cos, sin).dtype == torch.float32
+    assert rotate(x, rope_rotation((2, 2, 2), 64)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("autocast", [False, True], ids=["plain", "autocast"])
+def test_prologue_equals_the_split_rotate_concat_form_when_computed(dtype, autocast) -> None:
+    # The original: qk-LN, then RoPE on the video tokens only (fp32), both parts cast, concat.
+    gen = torch.Generator().manual_seed(3)
+    grid, heads = (2, 3, 4), 3
+    x = torch.randn(2, heads, TEXT_LEN + 24, 64, generator=gen).to(dtype)
+    norm = FP32LayerNorm(64, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(1 + 0.1 * torch.randn(64, generator=gen))
+        norm.bias.copy_(0.1 * torch.randn(64, generator=gen))
+    cos, sin = rope_tables(grid, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        normed = norm(x)
+        text, video = normed[:, :, :TEXT_LEN], normed[:, :, TEXT_LEN:]
+        want = torch.cat([text.to(dtype), pairwise_rope(video, cos, sin).to(dtype)], dim=2)
+        got = qk_prologue(x, norm, rope_rotation(grid, 64, text_len=TEXT_LEN), dtype)
+    assert got.dtype == want.dtype == dtype
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    assert torch.equal(got[:, :, :TEXT_LEN], want[:, :, :TEXT_LEN])  # text bit for bit
 
 
 def test_attention_inputs_share_v_dtype_when_run_under_bf16_autocast(monkeypatch) -> None:

@@ -17,7 +17,7 @@ from torch import nn
 
 from vidrefine.config import DiTConfig
 from vidrefine.models.dit_blocks import DiTBlock, FP32LayerNorm, OutputHead, TimestepMLP
-from vidrefine.models.rope import rope_tables
+from vidrefine.models.rope import rope_rotation
 
 # transformer.final_layernorm uses SAT's default eps (spec §2.1, pitfall 13).
 FINAL_NORM_EPS = 1e-5
@@ -89,9 +89,11 @@ class VideoDiT(nn.Module):
         video = self.embed_video(x.to(dtype))
         text = self.text_proj(context.to(dtype))
         grid_thw = (t, h // p, w // p)
-        cos, sin = rope_tables(grid_thw, self.config.head_dim, device=x.device)
+        rotation = rope_rotation(
+            grid_thw, self.config.head_dim, text_len=text.shape[1], device=x.device
+        )
         for block in self.blocks:
-            video, text = block(video, text, emb, cos, sin)
+            video, text = block(video, text, emb, rotation)
         patches = self.head(self.final_norm(video), emb)  # (B, N, C*p*p)
         return rearrange(
             patches,

@@ -4,7 +4,11 @@ Precision islands (spec §9.4), each named so a test can assert it:
 * `timestep_sinusoid` is computed in fp32; the MLP that reads it casts it to its weight dtype.
 * `FP32LayerNorm` normalises in fp32; under autocast it returns fp32 (as torch autocast's own
   layer_norm does, so the modulation that follows runs in fp32), otherwise the input dtype.
-* RoPE runs in fp32 (`rope.apply_rope`); q and k are then cast to v's dtype for attention.
+* RoPE runs in fp32 (`rope.rotate`); q and k are then cast to v's dtype for attention.
+
+The attention prologue (`qk_prologue`: qk-LN, RoPE, cast) is one function over all tokens, text
+included (their rotation is the identity), so eager mode makes few full-size passes over q and k
+and `torch.compile` can fuse it whole.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from einops import rearrange
 from torch import nn
 
 from vidrefine.config import DiTConfig
-from vidrefine.models.rope import rotate_video_tokens
+from vidrefine.models.rope import rotate
 
 # LayerNorm epsilons (spec §2.1, §3.5, §3.7): SAT's transformer norms use 1e-5, qk-LN and
 # norm_final use 1e-6 (pitfall 13).
@@ -82,6 +86,17 @@ class TimestepMLP(nn.Module):
         return self.fc2(F.silu(self.fc1(sinusoid)))
 
 
+def qk_prologue(
+    x: torch.Tensor, norm: FP32LayerNorm, rotation: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """Normalise q or k (B, heads, S, d) per head in fp32, rotate every token, cast to `dtype`.
+
+    `rotation` (S, d/2) is `rope.rope_rotation` with identity rows for the text tokens, so text
+    passes unrotated exactly as in the original, which rotates only the video tokens.
+    """
+    return rotate(norm(x), rotation).to(dtype)
+
+
 class JointAttention(nn.Module):
     """Full attention over [text; video] with per-head qk-LN and RoPE on video tokens only."""
 
@@ -94,18 +109,16 @@ class JointAttention(nn.Module):
         self.k_norm = FP32LayerNorm(cfg.head_dim, eps=QK_NORM_EPS)
         self.out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
-    def forward(
-        self, x: torch.Tensor, text_len: int, cos: torch.Tensor, sin: torch.Tensor
-    ) -> torch.Tensor:
-        """Attend over `x` (B, S, D) whose first `text_len` tokens are text; returns (B, S, D).
+    def forward(self, x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+        """Attend over the joint sequence `x` (B, S, D), text first; returns (B, S, D).
 
-        `cos`/`sin` are fp32 RoPE tables (S - text_len, head_dim) for the video tokens.
+        `rotation` is the complex RoPE table (S, head_dim/2) of all S tokens (`rope_rotation`).
         """
         q, k, v = rearrange(
             self.qkv(x), "b s (three n d) -> three b n s d", three=3, n=self.num_heads
         )
-        q = rotate_video_tokens(self.q_norm(q), text_len, cos, sin, v.dtype)
-        k = rotate_video_tokens(self.k_norm(k), text_len, cos, sin, v.dtype)
+        q = qk_prologue(q, self.q_norm, rotation, v.dtype)
+        k = qk_prologue(k, self.k_norm, rotation, v.dtype)
         o = F.scaled_dot_product_attention(q, k, v)  # (B, n, S, d), scale 1/sqrt(d), no mask
         return self.out(rearrange(o, "b n s d -> b s (n d)"))
 
@@ -141,10 +154,12 @@ class DiTBlock(nn.Module):
         video: torch.Tensor,
         text: torch.Tensor,
         emb: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rotation: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Update the residual streams `video` (B, N, D) and `text` (B, L, D) given `emb` (B, E)."""
+        """Update the residual streams `video` (B, N, D) and `text` (B, L, D) given `emb` (B, E).
+
+        `rotation`: RoPE table (L + N, head_dim/2) from `rope.rope_rotation(..., text_len=L)`.
+        """
         # Chunk order of the original (spec §3.4, pitfall 12); each chunk (B, 1, D).
         (
             shift_msa,
@@ -163,7 +178,7 @@ class DiTBlock(nn.Module):
         text_len = text.shape[1]
         a_v = modulate(self.norm1(video), shift_msa, scale_msa)
         a_s = modulate(self.norm1(text), txt_shift_msa, txt_scale_msa)
-        o = self.attn(torch.cat([a_s, a_v], dim=1), text_len, cos, sin)
+        o = self.attn(torch.cat([a_s, a_v], dim=1), rotation)
         video = video + gate_msa * o[:, text_len:]
         text = text + txt_gate_msa * o[:, :text_len]
         m_v = modulate(self.norm2(video), shift_mlp, scale_mlp)

@@ -48,27 +48,30 @@ def rope_tables(
     return angles.cos(), angles.sin()
 
 
-def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
-    """Map each adjacent pair (x0, x1) of the last dim to (-x1, x0)."""
-    pairs = x.unflatten(-1, (-1, 2))  # (..., D/2, 2)
-    return torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate `x` (..., N, D) by tables (N, D) in fp32; the result stays fp32 (a precision island).
-
-    Callers cast the result to the attention dtype, as the original casts q and k to v's dtype.
-    """
-    x = x.float()
-    return x * cos + rotate_pairs(x) * sin
-
-
-def rotate_video_tokens(
-    x: torch.Tensor, text_len: int, cos: torch.Tensor, sin: torch.Tensor, dtype: torch.dtype
+def rope_rotation(
+    grid_thw: tuple[int, int, int],
+    head_dim: int,
+    *,
+    text_len: int = 0,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """RoPE on tokens >= `text_len` of q or k (B, heads, S, d); text tokens pass unrotated.
+    """Complex64 rotations (text_len + T*H*W, head_dim/2) for every token of a joint sequence.
 
-    Both parts are cast to `dtype` (v's dtype), as the original casts q and k before attention.
+    Row s, column j turns the pair (x_2j, x_2j+1) of token s by its angle: cos + i sin from
+    `rope_tables` (the same fp32 numbers). The first `text_len` rows are 1 + 0i, so text tokens
+    come out unchanged bit for bit and q/k rotate in one pass without a split and a concat.
     """
-    text, video = x[:, :, :text_len], x[:, :, text_len:]
-    return torch.cat([text.to(dtype), apply_rope(video, cos, sin).to(dtype)], dim=2)
+    cos, sin = rope_tables(grid_thw, head_dim, device=device)
+    video = torch.complex(cos[:, 0::2], sin[:, 0::2])  # pairs share an angle: one column each
+    text = torch.ones(text_len, head_dim // 2, dtype=video.dtype, device=video.device)
+    return torch.cat([text, video])
+
+
+def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Turn each adjacent pair of `x` (..., S, D) by `rotation` (S, D/2) in fp32; returns fp32.
+
+    (x0 + i x1)(cos + i sin) = (x0 cos - x1 sin) + i (x0 sin + x1 cos): the rotation of spec
+    §3.5, as one complex product instead of a pair swap, two products and a sum.
+    """
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+    return torch.view_as_real(pairs * rotation).flatten(-2)
