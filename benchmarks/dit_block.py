@@ -8,10 +8,10 @@ Rows, interleaved and best of `--repeats` after a warm-up:
 * `matmul`: a dense 8192^3 bf16 matmul (512^3 fp32 on the CPU): the rate the others are held to;
 * `attention`: scaled_dot_product_attention alone at the block's shape, with the kernel that ran;
   the issue's target is >= 50% of the matmul rate here;
-* `prologue split` / `prologue complex`: qk-LN + RoPE + cast of q and k, as the original writes it
+* `prologue split` / `prologue joint`: qk-LN + RoPE + cast of q and k, as the original writes it
   (video tokens split off, rotated with a pair swap, concatenated back) and as vidrefine does
-  (`dit_blocks.qk_prologue`: one complex product over all tokens);
-* `block split` / `block complex` (and `block compiled`): the whole block forward.
+  (`dit_blocks.qk_prologue`: one table over all tokens, a complex product in eager mode);
+* `block split` / `block joint` (and `block compiled`): the whole block forward.
 FLOPs: linear layers counted by torch's FlopCounterMode, attention 4*B*heads*S^2*d.
 """
 
@@ -120,9 +120,9 @@ def build_calls(case: Case, compile_: bool) -> dict[str, tuple[Callable[[], obje
             lambda: [split_prologue(q, norm, text_len, cos, sin, dtype) for _ in "qk"],
             0,
         ),
-        "prologue complex": (lambda: [qk_prologue(q, norm, rotation, dtype) for _ in "qk"], 0),
+        "prologue joint": (lambda: [qk_prologue(q, norm, rotation, dtype) for _ in "qk"], 0),
         "block split": (lambda: split(video, text, emb, rotation), block_flops),
-        "block complex": (lambda: block(video, text, emb, rotation), block_flops),
+        "block joint": (lambda: block(video, text, emb, rotation), block_flops),
     }
     if compile_:
         compiled = random_model(lambda: DiTBlock(cfg), dev, dtype, seed=1)

@@ -78,10 +78,10 @@ def test_dit_block_benchmark_rows_share_flops_and_name_the_kernel_when_run_on_cp
     out = capsys.readouterr().out
     assert "attention kernel: flash (cpu)" in out
     rows = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines()[3:]}
-    assert set(rows) >= {"attention", "prologue split", "prologue complex", "block complex"}
+    assert set(rows) >= {"attention", "prologue split", "prologue joint", "block joint"}
     case = dit_block.Case(dit_block.CPU_DIT, dit_block.CPU_GRID, None, None)
     d, s, heads = case.cfg.hidden_size, case.tokens, case.cfg.num_heads
     attention = 4 * 2 * heads * s * s * case.cfg.head_dim
     linear = 2 * 2 * s * 12 * d * d  # qkv 3, out 1, MLP 2 x 4 (D^2 per token each)
     assert float(rows["attention"][3]) == pytest.approx(attention / 1e12, rel=1e-2)
-    assert float(rows["block complex"][3]) == pytest.approx((attention + linear) / 1e12, rel=1e-2)
+    assert float(rows["block joint"][3]) == pytest.approx((attention + linear) / 1e12, rel=1e-2)

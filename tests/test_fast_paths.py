@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -84,11 +85,14 @@ def test_compiled_blocks_match_eager_and_keep_parameter_names_when_compiled() ->
 def test_inductor_compiled_blocks_match_eager_when_compiled_on_the_cpu() -> None:
     # About 20 s on 2 cores: inductor generates and builds C++ for the block.
     model, x, ctx, t, ref = _model_and_inputs()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         eager = model(x, t, ctx, ref_step=ref)
         compile_blocks(model)
         compiled = model(x, t, ctx, ref_step=ref)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+    # the RoPE prologue is written so inductor can fuse it: no complex fallback
+    assert not [w for w in caught if "complex" in str(w.message)]
 
 
 def test_prefetch_keeps_order_and_runs_ahead_when_items_are_slow() -> None:

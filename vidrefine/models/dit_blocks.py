@@ -91,7 +91,7 @@ def qk_prologue(
 ) -> torch.Tensor:
     """Normalise q or k (B, heads, S, d) per head in fp32, rotate every token, cast to `dtype`.
 
-    `rotation` (S, d/2) is `rope.rope_rotation` with identity rows for the text tokens, so text
+    `rotation` (S, d/2, 2) is `rope.rope_rotation` with identity rows for the text tokens, so text
     passes unrotated exactly as in the original, which rotates only the video tokens.
     """
     return rotate(norm(x), rotation).to(dtype)
@@ -112,7 +112,7 @@ class JointAttention(nn.Module):
     def forward(self, x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
         """Attend over the joint sequence `x` (B, S, D), text first; returns (B, S, D).
 
-        `rotation` is the complex RoPE table (S, head_dim/2) of all S tokens (`rope_rotation`).
+        `rotation` is the RoPE table (S, head_dim/2, 2) of all S tokens (`rope.rope_rotation`).
         """
         q, k, v = rearrange(
             self.qkv(x), "b s (three n d) -> three b n s d", three=3, n=self.num_heads

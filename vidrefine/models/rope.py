@@ -55,23 +55,31 @@ def rope_rotation(
     text_len: int = 0,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Complex64 rotations (text_len + T*H*W, head_dim/2) for every token of a joint sequence.
+    """fp32 (cos, sin) pairs (text_len + T*H*W, head_dim/2, 2) for every token of a sequence.
 
-    Row s, column j turns the pair (x_2j, x_2j+1) of token s by its angle: cos + i sin from
-    `rope_tables` (the same fp32 numbers). The first `text_len` rows are 1 + 0i, so text tokens
-    come out unchanged bit for bit and q/k rotate in one pass without a split and a concat.
+    Row s, column j turns the pair (x_2j, x_2j+1) of token s by its angle: the same fp32 numbers
+    as `rope_tables`. The first `text_len` rows are (1, 0), so text tokens come out unchanged bit
+    for bit and q/k rotate in one pass without a split and a concat. Kept real (not complex64) so
+    it can cross a `torch.compile` boundary.
     """
     cos, sin = rope_tables(grid_thw, head_dim, device=device)
-    video = torch.complex(cos[:, 0::2], sin[:, 0::2])  # pairs share an angle: one column each
-    text = torch.ones(text_len, head_dim // 2, dtype=video.dtype, device=video.device)
+    video = torch.stack([cos[:, 0::2], sin[:, 0::2]], dim=-1)  # pairs share one angle
+    text = torch.zeros(text_len, head_dim // 2, 2, device=video.device)
+    text[..., 0] = 1.0
     return torch.cat([text, video])
 
 
 def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """Turn each adjacent pair of `x` (..., S, D) by `rotation` (S, D/2) in fp32; returns fp32.
+    """Turn each adjacent pair of `x` (..., S, D) by `rotation` (S, D/2, 2) in fp32; fp32 out.
 
-    (x0 + i x1)(cos + i sin) = (x0 cos - x1 sin) + i (x0 sin + x1 cos): the rotation of spec
-    §3.5, as one complex product instead of a pair swap, two products and a sum.
+    (x0 + i x1)(cos + i sin) = (x0 cos - x1 sin) + i (x0 sin + x1 cos), the rotation of spec
+    §3.5. Eager: one complex product (fewest passes over memory). Under `torch.compile` the
+    same arithmetic on real tensors, which inductor fuses (it has no complex code generation).
     """
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
-    return torch.view_as_real(pairs * rotation).flatten(-2)
+    pairs = x.float().unflatten(-1, (-1, 2))
+    if torch.compiler.is_compiling():
+        x0, x1 = pairs.unbind(-1)
+        cos, sin = rotation.unbind(-1)
+        return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
+    turned = torch.view_as_complex(pairs.contiguous()) * torch.view_as_complex(rotation)
+    return torch.view_as_real(turned).flatten(-2)
