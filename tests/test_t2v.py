@@ -182,3 +182,35 @@ def test_missing_stage1_weights_name_the_file_when_offline(tmp_path, plugins):
     )  # fmt: skip
     assert result.exit_code == ExitCode.MISSING_WEIGHTS
     assert "stage1.pt" in result.stderr and "vidrefine download" in result.stderr
+
+
+def test_streamed_stage_one_makes_the_same_preview_when_offload_is_layer(
+    tmp_path, weights, plugins
+):
+    # The stage-I DiT (5.6 B in the real file) loads on the host and streams its blocks.
+    streamed = tmp_path / "streamed.toml"
+    streamed.write_text((weights / "tiny.toml").read_text() + '\noffload = "layer"\n')
+    from torch.nn.modules.module import register_module_forward_pre_hook
+
+    from vidrefine.models.dit_blocks import DiTBlock
+
+    previews, hooked = [], {}
+    for name, preset in (("resident", weights / "tiny.toml"), ("streamed", streamed)):
+        seen = hooked[name] = set()  # does each DiT block run with a loader hook in front?
+        handle = register_module_forward_pre_hook(
+            lambda m, _a, seen=seen: (
+                seen.add(bool(m._forward_pre_hooks)) if isinstance(m, DiTBlock) else None
+            )
+        )
+        args = ["--prompt", tiny_caption(6, seed=2), "--seeds", "5", "--preview-only"]
+        args += ["-o", str(tmp_path / name), "--generator", "tiny-flashvideo", "--preset"]
+        try:
+            result = CliRunner().invoke(
+                cli, ["t2v", "--weights", str(weights), "--offline", *args, str(preset)]
+            )
+        finally:
+            handle.remove()
+        assert result.exit_code == 0, result.output
+        previews.append(frames_of(tmp_path / name / "p001_seed5_preview.mp4"))
+    assert hooked == {"resident": {False}, "streamed": {True}}
+    np.testing.assert_array_equal(previews[0], previews[1])

@@ -97,6 +97,24 @@ def test_same_seed_gives_the_same_output_and_another_seed_differs_when_repeated(
     assert np.abs(outs[0].astype(int) - outs[2].astype(int)).mean() > 0.5
 
 
+def test_layer_streaming_gives_the_same_frames_when_dit_and_t5_blocks_stream(
+    tmp_path, weights, preset
+):
+    # offload "layer": T5 and the DiT load on the host and their blocks visit the device in
+    # turn (prefetching the next); the picture must not change by a single level.
+    streamed = tmp_path / "streamed.toml"
+    streamed.write_text(TEST_PRESET + 'offload = "layer"\n')
+    clip = make_clip(tmp_path / "in.mp4", frames=20, size_hw=(48, 64))
+    outs = []
+    for name, chosen in (("resident", preset), ("streamed", streamed)):
+        out = tmp_path / f"{name}.mp4"
+        code, text = upscale_tiny(clip.path, out, tiny_caption(9), weights, chosen)
+        assert code == 0, text
+        outs.append(decoded(out))
+    assert "offload layer" in text  # the plan line of the streamed run says so
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
 class InterruptAfterFirstWindow:
     """A progress display whose user presses Ctrl-C once the first window is finished."""
 
