@@ -64,7 +64,7 @@ class BlockStreamer:
         for block in self.blocks:
             pairs = []
             for param in block.parameters():
-                host = param.data.to("cpu", copy=True)
+                host = param.data.to("cpu")  # no copy for a model loaded on the host
                 host = host.pin_memory() if self.pin else host
                 param.data = host
                 pairs.append((param, host))
