@@ -35,7 +35,7 @@ compile | all) run compile python3 benchmarks/refine_gpu.py --steps 4 --paths fa
 parts | all)
     run offload python3 benchmarks/offload.py
     run vae python3 benchmarks/vae.py --gpu --layout both
-    if [ -f benchmarks/dit_block.py ]; then run dit_block python3 benchmarks/dit_block.py; fi
+    run dit_block python3 benchmarks/dit_block.py --compile
     ;;
 tests | e2e | lowvram | compile) ;;
 *)
