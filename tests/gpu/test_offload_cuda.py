@@ -66,7 +66,8 @@ def test_streamed_dit_never_holds_its_blocks_on_the_gpu_at_once_when_prepared() 
     model, streamer, _ = prepare_dit(model, RunConfig(offload="layer"), CUDA)
     weights_peak = torch.cuda.max_memory_allocated() - base
     assert streamer is not None
-    assert weights_peak <= total - CFG.num_layers * block + 1024  # blocks stayed on the host
+    resident = total - CFG.num_layers * block  # the non-block weights
+    assert weights_peak <= resident + 64 * 1024  # + allocator rounding; blocks stayed on the host
     args, kwargs = _inputs()
     torch.cuda.reset_peak_memory_stats()
     model(*args, **kwargs)
