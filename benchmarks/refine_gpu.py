@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from benchmarks import refine_parts as parts  # noqa: E402
 from vidrefine.config import OFFICIAL_VAE, STAGE2_DIT, DiTConfig, VAEConfig  # noqa: E402
 from vidrefine.device import resolve_dtype  # noqa: E402
+from vidrefine.errors import DoesNotFit  # noqa: E402
 from vidrefine.geometry import plan_geometry  # noqa: E402
 from vidrefine.io.probe import probe  # noqa: E402
 from vidrefine.io.reader import read_chunks  # noqa: E402
@@ -174,6 +175,19 @@ def refine_once(models, config, clip: Path, out: Path, context, clock: parts.Clo
     return wall
 
 
+def runnable(paths: list[str], scale: Scale, device: torch.device, notes: list[str]) -> list[str]:
+    """The paths the memory planner lets run on `device`; the others are noted, not fatal."""
+    keep = []
+    for path in paths:
+        try:
+            run_config(path, scale, 1, False, device)
+        except DoesNotFit as exc:
+            notes.append(f"{path}: not run, the planner refuses it: {exc}")
+            continue
+        keep.append(path)
+    return keep
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -286,13 +300,18 @@ def main(argv: list[str] | None = None) -> int:
         clip = tmp / "input.mp4"
         write_clip(clip, scale.frames, scale.input_hw)
         t5_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        offloads = {p: run_config(p, scale, 1, False, device).offload for p in args.paths}
+        notes: list[str] = []
+        paths = runnable(args.paths, scale, device, notes)
+        offloads = {p: run_config(p, scale, 1, False, device).offload for p in paths}
         streamed = {p: offload == "layer" for p, offload in offloads.items()}
         t5 = {s: time_t5(scale, device, t5_dtype, stream=s) for s in set(streamed.values())}
-        notes: list[str] = []
         results = []
-        for path in args.paths:
-            results += bench_path(path, scale, args.steps, args, device, clip, tmp, notes)
+        for path in paths:
+            try:
+                results += bench_path(path, scale, args.steps, args, device, clip, tmp, notes)
+            except torch.cuda.OutOfMemoryError as exc:  # report it, keep the other paths
+                notes.append(f"{path}: out of GPU memory ({str(exc).splitlines()[0]})")
+                torch.cuda.empty_cache()
     rate, rate_what = parts.matmul_rate(device)
     t5_flops = parts.count_t5_flops(scale.t5)
     for r in results:
