@@ -57,16 +57,13 @@ class SplitAttention(JointAttention):
     text_len = 0
     tables: tuple[torch.Tensor, torch.Tensor] = ()
 
-    def forward(self, x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-        """As JointAttention.forward, with `split_prologue` (cos/sin set by the benchmark)."""
-        q, k, v = rearrange(
-            self.qkv(x), "b s (three n d) -> three b n s d", three=3, n=self.num_heads
-        )
+    def attend(self, qkv: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+        """As JointAttention.attend, with `split_prologue` (cos/sin set by the benchmark)."""
+        q, k, v = rearrange(qkv, "b s (three n d) -> three b n s d", three=3, n=self.num_heads)
         cos, sin = self.tables
         q = split_prologue(q, self.q_norm, self.text_len, cos, sin, v.dtype)
         k = split_prologue(k, self.k_norm, self.text_len, cos, sin, v.dtype)
-        o = F.scaled_dot_product_attention(q, k, v)
-        return self.out(rearrange(o, "b n s d -> b s (n d)"))
+        return rearrange(F.scaled_dot_product_attention(q, k, v), "b n s d -> b s (n d)")
 
 
 @dataclasses.dataclass

@@ -9,8 +9,9 @@ Terms of the prediction (docs/performance.md has the worked 1080p numbers):
     GPU (T5: embeddings + 2 of 24 blocks, about 1 GB in bf16);
   * DiT activations: tokens S = T*(H/16)*(W/16) + 226 per sample, B = 2 with batched guidance;
     flash/cuDNN/CPU-flash attention keeps no S x S matrix, so the working set is linear:
-    c * B * S * D bytes with c = 36 under bf16/fp16 autocast and 60 in plain fp32, measured with
-    `LiveTensorMemory` on the CPU (tests/test_planner.py re-measures it at two token counts);
+    c * B * S * D bytes with c = 15 under bf16/fp16 autocast and 29 in plain fp32 (36 and 60
+    before the blocks freed their temporaries early and sliced the MLP), plus the RoPE table,
+    measured with `LiveTensorMemory` on the CPU (tests/test_planner.py re-measures it);
   * VAE: `vae_memory` per pass plus the clip accumulator, for the tiles `plan_vae` picks;
   * runtime: CUDA context, cuBLAS/cuDNN workspaces and allocator slack, a flat 1.0 GiB.
 """
@@ -31,7 +32,9 @@ T5_XXL_BLOCKS = 24
 T5_XXL_BLOCK_PARAMS = 192_946_176  # one T5Block: attention 4 x 4096^2, gated FFN 3 x 4096 x 10240
 T5_WORKING_GB = 0.3  # 226 tokens x 4096 wide: activations are small next to the weights
 RUNTIME_GB = 1.0
-ACT_BYTES = {"autocast": 36, "fp32": 60}  # DiT working set per token per hidden channel
+# DiT working set per token per hidden channel, measured with LiveTensorMemory (the peak is the
+# attention call: qkv, the rotated q and k, the output); plus the RoPE table, shared by the batch.
+ACT_BYTES = {"autocast": 15, "fp32": 29}
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 PLAN_ORDER = (("none", True), ("none", False), ("layer", True), ("layer", False))
 
@@ -78,8 +81,14 @@ def dit_tokens(latent_frames: int, latent_hw: tuple[int, int], cfg: DiTConfig = 
 
 
 def dit_activation_bytes(tokens: int, batch: int, cfg: DiTConfig, *, autocast: bool) -> float:
-    """Working set of one DiT call (no grad): linear in tokens with flash-type attention."""
-    return ACT_BYTES["autocast" if autocast else "fp32"] * batch * tokens * cfg.hidden_size
+    """Working set of one DiT call (no grad): linear in tokens with flash-type attention.
+
+    Holds for sequences much longer than `dit_blocks.CHUNK_TOKENS` (1080p: 106k vs 8192 tokens),
+    where the sliced MLP and qk prologue add little; the fp32 RoPE table is 4 * head_dim bytes
+    a token, once for the batch.
+    """
+    per_channel = ACT_BYTES["autocast" if autocast else "fp32"] * batch * tokens * cfg.hidden_size
+    return per_channel + 4 * cfg.head_dim * tokens
 
 
 @dataclass(frozen=True)

@@ -301,3 +301,21 @@ def test_parameter_count_matches_the_spec_when_built_at_full_size(
         model = VideoDiT(getattr(config, cfg_name))
     total = sum(p.numel() for p in model.parameters()) / 1e9
     assert total == pytest.approx(billions, abs=0.01)  # spec §3.9
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_sliced_mlp_and_prologue_give_the_same_bits_when_sequences_are_long(
+    autocast, monkeypatch
+) -> None:
+    # 1080p runs 106k tokens through slices of CHUNK_TOKENS; here 37 makes uneven slices.
+    import vidrefine.models.dit_blocks as blocks
+
+    model = make_model(TINY2)
+    x, context = inputs(t=2, h=6, w=8)
+    ts, ref = torch.tensor([500.0]), torch.tensor([676.0])
+    outs = []
+    for chunk in (10**9, 37):
+        monkeypatch.setattr(blocks, "CHUNK_TOKENS", chunk)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            outs.append(model(x, ts, context, ref_step=ref))
+    assert torch.equal(outs[0], outs[1])

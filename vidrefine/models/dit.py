@@ -94,7 +94,8 @@ class VideoDiT(nn.Module):
         )
         for block in self.blocks:
             video, text = block(video, text, emb, rotation)
-        patches = self.head(self.final_norm(video), emb)  # (B, N, C*p*p)
+        video = self.final_norm(video)  # rebound: the residual stream dies here
+        patches = self.head(video, emb)  # (B, N, C*p*p)
         return rearrange(
             patches,
             "b (t h w) (c p q) -> b t c (h p) (w q)",

@@ -21,7 +21,7 @@ from einops import rearrange
 from torch import nn
 
 from vidrefine.config import DiTConfig
-from vidrefine.models.rope import rotate
+from vidrefine.models.rope import rotate_
 
 # LayerNorm epsilons (spec §2.1, §3.5, §3.7): SAT's transformer norms use 1e-5, qk-LN and
 # norm_final use 1e-6 (pitfall 13).
@@ -65,9 +65,13 @@ class FP32LayerNorm(nn.LayerNorm):
         return out.to(x.dtype)
 
 
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Return x * (1 + scale) + shift; `shift`/`scale` are (B, 1, D) and broadcast over tokens."""
-    return x * (1 + scale) + shift
+def modulate_(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Return x * (1 + scale) + shift, written into `x` (a fresh normalised tensor we own).
+
+    `shift`/`scale` are (B, 1, D) and broadcast over tokens. Same operations and dtypes as the
+    out-of-place form, so the same numbers, one full-size temporary fewer.
+    """
+    return x.mul_(1 + scale).add_(shift)
 
 
 class TimestepMLP(nn.Module):
@@ -86,15 +90,27 @@ class TimestepMLP(nn.Module):
         return self.fc2(F.silu(self.fc1(sinusoid)))
 
 
+CHUNK_TOKENS = 8192  # tokens per slice of the token-wise steps (qk prologue, MLP) in eager mode
+
+
 def qk_prologue(
     x: torch.Tensor, norm: FP32LayerNorm, rotation: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor:
     """Normalise q or k (B, heads, S, d) per head in fp32, rotate every token, cast to `dtype`.
 
     `rotation` (S, d/2, 2) is `rope.rope_rotation` with identity rows for the text tokens, so text
-    passes unrotated exactly as in the original, which rotates only the video tokens.
+    passes unrotated exactly as in the original, which rotates only the video tokens. In eager
+    mode long sequences go slice by slice, so the fp32 temporaries exist for one slice only;
+    under `torch.compile` it is one expression that inductor fuses.
     """
-    return rotate(norm(x), rotation).to(dtype)
+    tokens = x.shape[2]
+    if torch.compiler.is_compiling() or tokens <= CHUNK_TOKENS:
+        return rotate_(norm(x).float(), rotation).to(dtype)  # norm's output is fresh: ours
+    out = torch.empty(x.shape, dtype=dtype, device=x.device)
+    for start in range(0, tokens, CHUNK_TOKENS):
+        part = slice(start, start + CHUNK_TOKENS)
+        out[:, :, part] = rotate_(norm(x[:, :, part]).float(), rotation[part])  # cast on copy
+    return out
 
 
 class JointAttention(nn.Module):
@@ -114,17 +130,28 @@ class JointAttention(nn.Module):
 
         `rotation` is the RoPE table (S, head_dim/2, 2) of all S tokens (`rope.rope_rotation`).
         """
-        q, k, v = rearrange(
-            self.qkv(x), "b s (three n d) -> three b n s d", three=3, n=self.num_heads
-        )
+        return self.out(self.attend(self.qkv(x), rotation))
+
+    def attend(self, qkv: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+        """Heads attended, from the projected qkv (B, S, 3D) to (B, S, D) before `out`.
+
+        Split out of `forward` so a caller holds neither the input nor qkv longer than needed.
+        """
+        q, k, v = rearrange(qkv, "b s (three n d) -> three b n s d", three=3, n=self.num_heads)
         q = qk_prologue(q, self.q_norm, rotation, v.dtype)
         k = qk_prologue(k, self.k_norm, rotation, v.dtype)
         o = F.scaled_dot_product_attention(q, k, v)  # (B, n, S, d), scale 1/sqrt(d), no mask
-        return self.out(rearrange(o, "b n s d -> b s (n d)"))
+        del q, k, v
+        return rearrange(o, "b n s d -> b s (n d)")
 
 
 class MLP(nn.Module):
-    """Linear(D -> 4D), GELU (tanh approximation), Linear(4D -> D), shared by text and video."""
+    """Linear(D -> 4D), GELU (tanh approximation), Linear(4D -> D), shared by text and video.
+
+    Token-wise, so it runs over slices of `CHUNK_TOKENS` tokens: the 4D-wide hidden of a slice,
+    not of the whole sequence, is alive at once (16 bytes per token per channel in bf16, the
+    largest activation of a block otherwise).
+    """
 
     def __init__(self, cfg: DiTConfig) -> None:
         """Build with inner width `cfg.mlp_ratio * cfg.hidden_size`."""
@@ -133,7 +160,19 @@ class MLP(nn.Module):
         self.fc2 = nn.Linear(cfg.mlp_ratio * cfg.hidden_size, cfg.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map (B, S, D) -> (B, S, D)."""
+        """Map (B, S, D) -> (B, S, D), slice by slice along S."""
+        tokens = x.shape[1]
+        if tokens <= CHUNK_TOKENS:
+            return self._slice(x)
+        out = None
+        for start in range(0, tokens, CHUNK_TOKENS):
+            part = self._slice(x[:, start : start + CHUNK_TOKENS])
+            if out is None:
+                out = part.new_empty(x.shape[0], tokens, part.shape[-1])
+            out[:, start : start + part.shape[1]] = part
+        return out
+
+    def _slice(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
@@ -176,17 +215,37 @@ class DiTBlock(nn.Module):
             txt_gate_mlp,
         ) = self.modulation(F.silu(emb))[:, None, :].chunk(MODULATION_CHUNKS, dim=-1)
         text_len = text.shape[1]
-        a_v = modulate(self.norm1(video), shift_msa, scale_msa)
-        a_s = modulate(self.norm1(text), txt_shift_msa, txt_scale_msa)
-        o = self.attn(torch.cat([a_s, a_v], dim=1), rotation)
+        # Temporaries are not kept in names, so each dies as soon as it is used: the fp32 joint
+        # sequence is freed once projected to qkv, the attention output after its residual add.
+        qkv = self.attn.qkv(
+            joint_sequence(
+                self.norm1, (text, txt_shift_msa, txt_scale_msa), (video, shift_msa, scale_msa)
+            )
+        )
+        o = self.attn.attend(qkv, rotation)
+        del qkv
+        o = self.attn.out(o)
         video = video + gate_msa * o[:, text_len:]
         text = text + txt_gate_msa * o[:, :text_len]
-        m_v = modulate(self.norm2(video), shift_mlp, scale_mlp)
-        m_s = modulate(self.norm2(text), txt_shift_mlp, txt_scale_mlp)
-        p = self.mlp(torch.cat([m_s, m_v], dim=1))
+        del o
+        p = self.mlp(
+            joint_sequence(
+                self.norm2, (text, txt_shift_mlp, txt_scale_mlp), (video, shift_mlp, scale_mlp)
+            )
+        )
         video = video + gate_mlp * p[:, text_len:]
         text = text + txt_gate_mlp * p[:, :text_len]
         return video, text
+
+
+def joint_sequence(
+    norm: FP32LayerNorm,
+    text: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    video: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """[modulate(norm(text)); modulate(norm(video))] along tokens; each is (x, shift, scale)."""
+    parts = [modulate_(norm(x), shift, scale) for x, shift, scale in (text, video)]
+    return torch.cat(parts, dim=1)
 
 
 class OutputHead(nn.Module):
@@ -202,4 +261,4 @@ class OutputHead(nn.Module):
     def forward(self, video: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """Map video tokens (B, N, D) -> per-token patches (B, N, C_out*p*p), channel slowest."""
         shift, scale = self.modulation(F.silu(emb))[:, None, :].chunk(2, dim=-1)
-        return self.linear(modulate(self.norm(video), shift, scale))
+        return self.linear(modulate_(self.norm(video), shift, scale))
