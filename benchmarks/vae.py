@@ -87,7 +87,7 @@ LAYOUTS = {"ncdhw": torch.contiguous_format, "ndhwc": torch.channels_last_3d}
 def child(args: argparse.Namespace) -> dict:
     """Run one variant in this process and return its figures."""
     device = "cuda" if args.gpu else "cpu"
-    dtype = torch.float16 if args.gpu else torch.float32
+    dtype = torch.float16 if args.gpu else getattr(torch, args.cpu_dtype)
     variant, layout = args.child.split(":")
     vae = _build(CONFIGS[args.config], args.weights, device, dtype)
     if layout == "ndhwc":
@@ -139,6 +139,9 @@ def main() -> None:
     parser.add_argument(
         "--layout", choices=[*LAYOUTS, "both"], default="ncdhw", help="conv memory layout"
     )
+    parser.add_argument(
+        "--cpu-dtype", choices=["float32", "bfloat16"], default="float32", help="CPU runs only"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.gpu and args.size == "128x96":
@@ -162,7 +165,7 @@ def main() -> None:
     print(
         f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, {date.today()}, config {args.config}, "
-        f"{args.frames} frames at {width}x{height}, {'cuda fp16' if args.gpu else 'cpu fp32'}"
+        f"{args.frames} frames at {width}x{height}, {'cuda fp16' if args.gpu else args.cpu_dtype}"
     )
     print("| variant | layout | tiles | tile (latent) | chunks | seconds | peak MB | estimate MB |")
     print("|---|---|---|---|---|---|---|---|")

@@ -20,7 +20,7 @@ from vidrefine.models.vae_blocks import (
     ResnetBlock,
     SpatialNorm3D,
     Upsample3D,
-    nonlinearity,
+    nonlinearity_,
 )
 
 LOGVAR_RANGE = (-30.0, 20.0)  # posterior log-variance clamp (spec §6.2)
@@ -90,7 +90,7 @@ class Encoder(nn.Module):
             if hasattr(level, "downsample"):
                 h = level.downsample(h, step)
         h = self.mid(h, step)
-        return self.conv_out(nonlinearity(self.norm_out(h)), step)
+        return self.conv_out(nonlinearity_(self.norm_out(h)), step)
 
 
 class Decoder(nn.Module):
@@ -129,7 +129,7 @@ class Decoder(nn.Module):
                 h = block(h, step, z)
             if hasattr(level, "upsample"):
                 h = level.upsample(h, step)
-        return self.conv_out(nonlinearity(self.norm_out(h, z, step)), step)
+        return self.conv_out(nonlinearity_(self.norm_out(h, z, step)), step)
 
 
 class CausalVideoVAE(nn.Module):

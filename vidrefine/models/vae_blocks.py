@@ -32,9 +32,12 @@ class CausalStep:
     next: Cache = field(default_factory=dict)
 
 
-def nonlinearity(x: torch.Tensor) -> torch.Tensor:
-    """SiLU, the VAE's only activation."""
-    return F.silu(x)
+def nonlinearity_(x: torch.Tensor) -> torch.Tensor:
+    """SiLU (the VAE's only activation) in place, on a fresh tensor nobody else reads."""
+    return F.silu(x, inplace=True)
+
+
+GROUPS_PER_SLICE = 4  # GroupNorm's fp32 temporaries cover 4 of 32 groups at a time
 
 
 class GroupNorm(nn.GroupNorm):
@@ -45,11 +48,22 @@ class GroupNorm(nn.GroupNorm):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise over (C/groups, T, H, W) of this chunk; (B, C, T, H, W) -> same."""
-        out = F.group_norm(
-            x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps
-        )
-        return out.to(x.dtype)
+        """Normalise over (C/groups, T, H, W) of this chunk; (B, C, T, H, W) -> same.
+
+        Half-precision input goes a few groups at a time (groups are independent), so the fp32
+        copy and result exist for a slice of the channels, not all of them.
+        """
+        weight, bias = self.weight.float(), self.bias.float()
+        if x.dtype == torch.float32:
+            return F.group_norm(x, self.num_groups, weight, bias, self.eps)
+        out = torch.empty_like(x)
+        per_group = x.shape[1] // self.num_groups
+        for first in range(0, self.num_groups, GROUPS_PER_SLICE):
+            groups = min(GROUPS_PER_SLICE, self.num_groups - first)
+            c = slice(first * per_group, (first + groups) * per_group)
+            part = F.group_norm(x[:, c].float(), groups, weight[c], bias[c], self.eps)
+            out[:, c] = part  # cast to x's dtype on copy
+        return out
 
 
 class CausalConv3d(nn.Module):
@@ -94,7 +108,8 @@ class SpatialNorm3D(nn.Module):
     def forward(self, f: torch.Tensor, zq: torch.Tensor, step: CausalStep) -> torch.Tensor:
         """F (B, C, T, H, W), zq (B, Z, t, h, w) resized by nearest to f's (T, H, W)."""
         zq = resize_latent(zq, f.shape[-3:], split_first=step.first)
-        return self.norm_layer(f) * self.conv_y(zq, step) + self.conv_b(zq, step)
+        # in place on the fresh normalised tensor: same operations and order, fewer temporaries
+        return self.norm_layer(f).mul_(self.conv_y(zq, step)).add_(self.conv_b(zq, step))
 
 
 def resize_latent(
@@ -140,11 +155,16 @@ class ResnetBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, step: CausalStep, zq: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """(B, C_in, T, H, W) -> (B, C_out, T, H, W)."""
-        h = self.conv1(nonlinearity(self._norm(self.norm1, x, zq, step)), step)
-        h = self.conv2(nonlinearity(self._norm(self.norm2, h, zq, step)), step)
-        shortcut = x if self.nin_shortcut is None else self.nin_shortcut(x)
-        return shortcut + h
+        """(B, C_in, T, H, W) -> (B, C_out, T, H, W).
+
+        Each intermediate is rebound as soon as the next exists, so at most the input, one
+        activation, the conv's padded input and its output are alive at once.
+        """
+        h = nonlinearity_(self._norm(self.norm1, x, zq, step))
+        h = self.conv1(h, step)
+        h = nonlinearity_(self._norm(self.norm2, h, zq, step))
+        h = self.conv2(h, step)
+        return h.add_(x if self.nin_shortcut is None else self.nin_shortcut(x))
 
 
 class DownSample3D(nn.Module):
