@@ -197,7 +197,7 @@ class DiTBlock(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Update the residual streams `video` (B, N, D) and `text` (B, L, D) given `emb` (B, E).
 
-        `rotation`: RoPE table (L + N, head_dim/2) from `rope.rope_rotation(..., text_len=L)`.
+        `rotation`: RoPE table (L + N, head_dim/2, 2) from `rope.rope_rotation(..., text_len=L)`.
         """
         # Chunk order of the original (spec §3.4, pitfall 12); each chunk (B, 1, D).
         (
