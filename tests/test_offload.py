@@ -149,6 +149,7 @@ def test_compiled_blocks_stream_without_recompiling_when_both_are_on() -> None:
     model, args, kwargs = _model_and_inputs()
     plain = model(*args, **kwargs)
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # other tests compiled before this one
     compile_blocks(model, backend="aot_eager")
     streamer = BlockStreamer(model.blocks, CPU)
     outs = [model(*args, **kwargs) for _ in range(2)]

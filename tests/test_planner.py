@@ -153,3 +153,18 @@ def test_info_plan_prints_the_peaks_and_refuses_faithful_on_16_gb_when_asked(tmp
         command, [str(clip.path), "--plan", "--vram", "16", "--preset", "faithful"]
     )
     assert isinstance(refused.exception, DoesNotFit)
+
+
+def test_t2v_stage_one_phase_makes_a_12_gb_card_stream_when_the_generator_is_planned() -> None:
+    from vidrefine.config import STAGE1_DIT
+
+    stage1 = (STAGE1_DIT, 13 * 16 * 30 + 226)  # 49 frames at 256x480
+    upscale_only = plan_memory(RunConfig(size="1080p"), (256, 480), vram_gb=12)
+    with_generator = plan_memory(RunConfig(size="1080p"), (256, 480), vram_gb=12, stage1=stage1)
+    assert upscale_only.offload == "none" and "stage I" not in upscale_only.phases_gb
+    # the 5.6 B generator (10.4 GiB in bf16) cannot sit on a 12 GB card next to its activations
+    assert with_generator.offload == "layer"
+    assert with_generator.phases_gb["stage I"] < 12
+    roomy = plan_memory(RunConfig(size="1080p"), (256, 480), vram_gb=24, stage1=stage1)
+    weights = dit_param_count(STAGE1_DIT) * 2 / 1024**3
+    assert roomy.offload == "none" and roomy.parts_gb["stage-I weights on GPU"] == weights

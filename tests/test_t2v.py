@@ -211,6 +211,7 @@ def test_streamed_stage_one_makes_the_same_preview_when_offload_is_layer(
         finally:
             handle.remove()
         assert result.exit_code == 0, result.output
+        assert "plan:" in result.output and "stage I" in result.output  # planned before loading
         previews.append(frames_of(tmp_path / name / "p001_seed5_preview.mp4"))
     assert hooked == {"resident": {False}, "streamed": {True}}
     np.testing.assert_array_equal(previews[0], previews[1])

@@ -128,13 +128,19 @@ class MemoryPlan:
 
 
 def plan_memory(
-    config: RunConfig, input_hw: tuple[int, int], *, vram_gb: float | None = None
+    config: RunConfig,
+    input_hw: tuple[int, int],
+    *,
+    vram_gb: float | None = None,
+    stage1: tuple[DiTConfig, int] | None = None,
 ) -> MemoryPlan:
     """The fastest plan that fits `vram_gb` (default `config.vram_gb`; None = no fitting).
 
     Tried in order: everything resident with batched guidance, then guidance in turn, then
     layer streaming; the preset's `offload`/`cfg_batched` rule out faster options. Raises
-    DoesNotFit naming what is too big when no option fits.
+    DoesNotFit naming what is too big when no option fits. `stage1` (a generator's DiT config
+    and tokens a sample) adds the "stage I" phase of `vidrefine t2v`: its DiT with batched
+    guidance, streamed like stage II's when the plan streams.
     """
     budget = vram_gb if vram_gb is not None else config.vram_gb
     options = [
@@ -146,7 +152,7 @@ def plan_memory(
     failure = ""
     for offload, batched in options:
         try:
-            plan = _plan_one(config, input_hw, budget, offload, batched)
+            plan = _plan_one(config, input_hw, budget, offload, batched, stage1)
         except DoesNotFit as exc:
             failure = str(exc)
             continue
@@ -168,8 +174,21 @@ def _refusal(smallest: MemoryPlan | None, budget: float | None, failure: str) ->
     )
 
 
+def _dit_weights_gb(cfg: DiTConfig, offload: str, dtype_bytes: int) -> tuple[float, float, float]:
+    """(all weights, block weights, weights on the GPU) of a DiT in GiB under `offload`."""
+    everything = dit_param_count(cfg) * dtype_bytes / GB
+    blocks = cfg.num_layers * dit_block_params(cfg) * dtype_bytes / GB
+    on_gpu = everything if offload == "none" else everything - blocks * (1 - 2 / cfg.num_layers)
+    return everything, blocks, on_gpu
+
+
 def _plan_one(
-    config: RunConfig, input_hw: tuple[int, int], budget: float | None, offload: str, batched: bool
+    config: RunConfig,
+    input_hw: tuple[int, int],
+    budget: float | None,
+    offload: str,
+    batched: bool,
+    stage1: tuple[DiTConfig, int] | None = None,
 ) -> MemoryPlan:
     from vidrefine.vae_runner import plan_vae
 
@@ -179,9 +198,7 @@ def _plan_one(
     frames = 4 * (config.window_latent - 1) + 1
     latent_hw = (geometry.model_hw[0] // 8, geometry.model_hw[1] // 8)
     tokens = dit_tokens(config.window_latent, latent_hw)
-    dit_all = dit_param_count(STAGE2_DIT) * dit_b / GB
-    blocks = STAGE2_DIT.num_layers * dit_block_params(STAGE2_DIT) * dit_b / GB
-    dit_resident = dit_all if offload == "none" else dit_all - blocks + 2 * blocks / 30
+    dit_all, blocks, dit_resident = _dit_weights_gb(STAGE2_DIT, offload, dit_b)
     batch = 2 if batched else 1
     act = dit_activation_bytes(tokens, batch, STAGE2_DIT, autocast=dit_b == 2) / GB
     vae_w = VAE_PARAMS * vae_b / GB
@@ -211,6 +228,14 @@ def _plan_one(
     parts |= {"DiT activations": act}
     parts |= {"VAE weights": vae_w, "VAE pass + accumulator": vae_plan.estimate_gb - vae_w}
     parts |= {"runtime": RUNTIME_GB}
+    loaded = dit_all
+    if stage1 is not None:  # t2v: the generator runs first, guidance batched ([uc; c])
+        s1_cfg, s1_tokens = stage1
+        s1_all, _, s1_resident = _dit_weights_gb(s1_cfg, offload, dit_b)
+        s1_act = dit_activation_bytes(s1_tokens, 2, s1_cfg, autocast=dit_b == 2) / GB
+        phases["stage I"] = s1_resident + vae_w + s1_act + RUNTIME_GB
+        parts |= {"stage-I weights on GPU": s1_resident, "stage-I activations": s1_act}
+        loaded = max(dit_all, s1_all)
     return MemoryPlan(
         output_hw=geometry.output_hw,
         model_hw=geometry.model_hw,
@@ -223,7 +248,7 @@ def _plan_one(
         budget_gb=budget,
         phases_gb=phases,
         parts_gb=parts,
-        host_gb=_host_gb(geometry.output_hw, frames, dit_all, blocks, t5, offload),
+        host_gb=_host_gb(geometry.output_hw, frames, loaded, blocks, t5, offload),
     )
 
 

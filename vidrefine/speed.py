@@ -77,3 +77,23 @@ def plan_run(config: RunConfig, inputs, device: torch.device, progress) -> RunCo
     plan = plan_memory(config, max(sizes, key=lambda hw: hw[0] * hw[1]), vram_gb=budget)
     progress.info(plan.line())
     return config if budget is None else apply_plan(config, plan)
+
+
+def plan_t2v(config: RunConfig, plugin, device: torch.device, progress) -> RunConfig:
+    """`plan_run` for `vidrefine t2v`: stage II from the generator's frame size, plus stage I.
+
+    The generator's DiT is planned when the plugin says what it is (`dit_config` and
+    `latent_shape`, as the bundled FlashVideo plugin does); its offload follows the plan's.
+    """
+    from vidrefine.planner import apply_plan, plan_memory
+
+    stage1 = None
+    dit_config = getattr(plugin, "dit_config", None)
+    if dit_config is not None and hasattr(plugin, "latent_shape"):
+        frames, _channels, h, w = plugin.latent_shape()
+        p = dit_config.patch_size
+        stage1 = (dit_config, frames * (h // p) * (w // p) + dit_config.text_length)
+    budget = device_budget_gb(config, device)
+    plan = plan_memory(config, tuple(plugin.size_hw), vram_gb=budget, stage1=stage1)
+    progress.info(plan.line())
+    return config if budget is None else apply_plan(config, plan)

@@ -26,6 +26,7 @@ from vidrefine.io.writer import VideoWriter
 from vidrefine.plugins import Generator, check_generator, create_generator, discover_generators
 from vidrefine.progress import NullProgress, Progress
 from vidrefine.refine import stage2_caption
+from vidrefine.speed import plan_t2v
 from vidrefine.t2v_manifest import manifest_path, record_clip
 
 SCRATCH_DIR = ".t2v-frames"  # float frames between stage I and stage II, removed when done
@@ -110,9 +111,10 @@ def generate_videos(
     as it is written.
     """
     progress = progress or NullProgress()
-    run = T2VRun(
-        config, output_dir, weights_dir, offline, overwrite, progress, device or pick_device()
-    )
+    device = device or pick_device()
+    plugin = _plugin(generator, progress)
+    config = plan_t2v(config, plugin, device, progress)  # memory plan before any weight loads
+    run = T2VRun(config, output_dir, weights_dir, offline, overwrite, progress, device)
     jobs = plan_t2v_jobs(
         prompts,
         seeds,
@@ -121,7 +123,6 @@ def generate_videos(
         preview_only=preview_only,
         overwrite=overwrite,
     )
-    plugin = _plugin(generator, progress)
     if hasattr(plugin, "configure"):
         plugin.configure(config)
     paths = _resolve_weights(plugin, run, preview_only)
