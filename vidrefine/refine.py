@@ -157,7 +157,7 @@ class Refiner:
         carry = _Carry()
         writer = self._writer(job, source, geometry, overwrite)
         if self.config.background_io:  # decode ahead, encode behind (issue 7)
-            chunks, writer = prefetch(chunks), BackgroundWriter(writer)
+            chunks, writer = prefetch(chunks, depth=1), BackgroundWriter(writer)
         with writer, self.progress.task("windows", total=result.windows, unit="window") as bar:
             for window in slice_windows(chunks, plan):
                 frames = self._window(
@@ -382,19 +382,28 @@ def stage2_caption(config: RunConfig, caption: str) -> str:
     return f"{config.caption_prefix}{caption}"
 
 
+RESIZE_FRAMES = 4  # frames converted and resized together in `frames_to_model_input`
+
+
 def frames_to_model_input(
     frames: np.ndarray, geometry: OutputGeometry, device: torch.device
 ) -> torch.Tensor:
     """uint8 (T, H, W, 3) -> float (1, 3, T, H', W') in [-1, 1]: resized, then padded to 16.
 
-    Resizing is bilinear with antialiasing, in pixel space, as the original (spec §5.1).
+    Resizing is bilinear with antialiasing, in pixel space, as the original (spec §5.1). Frames
+    go through float and the resize a few at a time: a window of big input frames (13 at 720p
+    are 144 MB in float32) never exists in float at its input size all at once.
     """
-    video = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
-    video = rearrange(video, "t h w c -> t c h w").float() / 127.5 - 1.0
-    if tuple(video.shape[-2:]) != geometry.resize_hw:
-        video = F.interpolate(
-            video, size=geometry.resize_hw, mode="bilinear", align_corners=False, antialias=True
-        )
+    parts = []
+    for start in range(0, len(frames), RESIZE_FRAMES):
+        part = torch.from_numpy(np.ascontiguousarray(frames[start : start + RESIZE_FRAMES]))
+        part = rearrange(part.to(device), "t h w c -> t c h w").float().div_(127.5).sub_(1.0)
+        if tuple(part.shape[-2:]) != geometry.resize_hw:
+            part = F.interpolate(
+                part, size=geometry.resize_hw, mode="bilinear", align_corners=False, antialias=True
+            )
+        parts.append(part)
+    video = torch.cat(parts)
     pad_h = geometry.model_hw[0] - geometry.resize_hw[0]
     pad_w = geometry.model_hw[1] - geometry.resize_hw[1]
     if pad_h or pad_w:
