@@ -33,3 +33,27 @@ def test_geometry_stretches_like_the_original_when_faithful():
 def test_size_is_refused_when_nonsense(text):
     with pytest.raises(BadInput):
         parse_size(text)
+
+
+def test_model_input_is_the_same_when_frames_are_resized_a_few_at_a_time(monkeypatch) -> None:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from einops import rearrange
+
+    import vidrefine.refine as refine
+    from vidrefine.geometry import plan_geometry
+
+    geometry = plan_geometry((90, 160), "64p", aspect="keep")
+    frames = np.random.default_rng(0).integers(0, 256, (13, 90, 160, 3), dtype=np.uint8)
+    monkeypatch.setattr(refine, "RESIZE_FRAMES", 4)  # 4 + 4 + 4 + 1
+    got = refine.frames_to_model_input(frames, geometry, torch.device("cpu"))
+    # the whole window at once, written out: [-1, 1], antialiased bilinear, replicate pad
+    video = rearrange(torch.from_numpy(frames), "t h w c -> t c h w").float() / 127.5 - 1.0
+    video = F.interpolate(
+        video, size=geometry.resize_hw, mode="bilinear", align_corners=False, antialias=True
+    )
+    pad_h = geometry.model_hw[0] - geometry.resize_hw[0]
+    pad_w = geometry.model_hw[1] - geometry.resize_hw[1]
+    video = F.pad(video, (0, pad_w, 0, pad_h), mode="replicate")
+    assert torch.equal(got, rearrange(video, "t c h w -> 1 c t h w"))
