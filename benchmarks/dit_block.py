@@ -31,11 +31,11 @@ from einops import rearrange
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from benchmarks.refine_parts import matmul_rate, random_model  # noqa: E402
-from vidrefine.attention import attention_kernels, observe_attention_kernel  # noqa: E402
 from vidrefine.config import STAGE2_DIT, DiTConfig  # noqa: E402
-from vidrefine.device import autocast_for  # noqa: E402
 from vidrefine.models.dit_blocks import DiTBlock, JointAttention, qk_prologue  # noqa: E402
 from vidrefine.models.rope import rope_rotation, rope_tables  # noqa: E402
+from vidrefine.runtime.attention import attention_kernels, observe_attention_kernel  # noqa: E402
+from vidrefine.runtime.device import autocast_for  # noqa: E402
 
 GPU_GRID = (13, 68, 120)  # 49 frames at 1080p: latent 13 x 136 x 240, patches of 2
 CPU_GRID = (3, 12, 16)

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from benchmarks.refine_parts import random_model  # noqa: E402
 from vidrefine.config import STAGE2_DIT, DiTConfig  # noqa: E402
-from vidrefine.device import autocast_for  # noqa: E402
 from vidrefine.models.dit import VideoDiT  # noqa: E402
-from vidrefine.offload import BlockStreamer, stream_model  # noqa: E402
+from vidrefine.runtime.device import autocast_for  # noqa: E402
+from vidrefine.runtime.offload import BlockStreamer, stream_model  # noqa: E402
 
 VARIANTS = ("resident", "layer-sync", "layer-prefetch")
 # latent (T, H, W) of one 49-frame window: 1080p, 720p and 270p outputs

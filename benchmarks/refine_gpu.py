@@ -4,8 +4,9 @@
     python3 benchmarks/refine_gpu.py --compile        # fast path with torch.compile'd blocks
     python3 benchmarks/refine_gpu.py --cpu            # tiny models and frames, for CI
 
-Each run refines one synthetic clip through `Refiner.refine_stream` (the real code path) with
-timing wrappers around the DiT and the VAE. Two execution paths run side by side: "fast" (the
+Each run refines one synthetic clip through `ClipRefiner.refine_stream` (the real code path)
+with timing wrappers around the DiT and the VAE, under the clip's plan (`plan_clip`, made once
+per path; the models are placed as it says). Two execution paths run side by side: "fast" (the
 default preset plus the issue-7 fast paths) and "faithful" (the faithful preset's execution:
 its VAE mode and dtypes, no background I/O, torch's default attention order). A warm-up run
 (1 step) precedes each path and is not timed. FLOPs are counted on fake tensors.
@@ -14,7 +15,7 @@ its VAE mode and dtypes, no background I/O, torch's default attention order). A 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -31,21 +32,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from benchmarks import refine_parts as parts  # noqa: E402
 from vidrefine.config import OFFICIAL_VAE, STAGE2_DIT, DiTConfig, VAEConfig  # noqa: E402
-from vidrefine.device import resolve_dtype  # noqa: E402
 from vidrefine.errors import DoesNotFit  # noqa: E402
-from vidrefine.geometry import plan_geometry  # noqa: E402
 from vidrefine.io.probe import probe  # noqa: E402
 from vidrefine.io.reader import read_chunks  # noqa: E402
 from vidrefine.io.writer import VideoWriter  # noqa: E402
-from vidrefine.live_memory import LiveTensorMemory  # noqa: E402
 from vidrefine.models.dit import VideoDiT  # noqa: E402
 from vidrefine.models.vae import CausalVideoVAE  # noqa: E402
-from vidrefine.offload import stream_model  # noqa: E402
-from vidrefine.planner import apply_plan, plan_memory  # noqa: E402
+from vidrefine.pipeline.devices import device_facts  # noqa: E402
+from vidrefine.pipeline.loading import StageTwoModels  # noqa: E402
+from vidrefine.pipeline.refine import ClipRefiner, RefineJob  # noqa: E402
+from vidrefine.plan.clip import ClipPlan, SourceFacts, plan_clip  # noqa: E402
 from vidrefine.presets import load_config  # noqa: E402
-from vidrefine.refine import ClipSource, RefineJob, Refiner, StageTwoModels  # noqa: E402
-from vidrefine.speed import device_budget_gb, prepare_dit  # noqa: E402
-from vidrefine.windows import WindowPlan  # noqa: E402
+from vidrefine.runtime.device import torch_dtype  # noqa: E402
+from vidrefine.runtime.live_memory import LiveTensorMemory  # noqa: E402
+from vidrefine.runtime.placement import load_device, place_blocks  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,11 @@ def write_clip(path: Path, frames: int, size_hw: tuple[int, int]) -> None:
 
 
 def run_config(path: str, scale: Scale, steps: int, compile_: bool, device: torch.device):
-    """RunConfig of `path` at the benchmark's size, steps and window."""
+    """RunConfig of `path` at the benchmark's size, steps and window, as a user would set it.
+
+    The config is never rewritten: its plan (`plan_path`) decides offload, guidance batching
+    and VAE tiles.
+    """
     preset, knobs = PATHS[path]
     knobs = dict(knobs)
     if path.startswith("fast"):
@@ -121,35 +125,48 @@ def run_config(path: str, scale: Scale, steps: int, compile_: bool, device: torc
     flags |= {"window_overlap_latent": overlap, "audio": False}
     if device.type != "cuda":
         flags |= {"dtype": "fp32", "vae_dtype": "fp32"}  # bf16 on the CPU measures nothing useful
-        return load_config(preset, {**flags, **knobs})
-    # as a user's run: the memory planner fits the preset to this GPU (or the preset's --vram);
-    # a path it refuses runs as configured, so its real peak is measured (see `planned`)
-    config = load_config(preset, {**flags, **knobs})
+    return load_config(preset, {**flags, **knobs})
+
+
+@dataclass(frozen=True)
+class PathPlan:
+    """The plan a path runs under, and why the planner refused the budget (None: it fitted)."""
+
+    plan: ClipPlan
+    refused: str | None = None
+
+
+def plan_path(config, source: SourceFacts, device: torch.device) -> PathPlan:
+    """As a user's run: the planner fits `config` to this device (or the preset's --vram); a
+    path it refuses runs as configured (planned without a budget), so its real peak is measured.
+
+    On the CPU there is no device budget, so nothing is fitted unless the preset sets --vram.
+    """
+    facts = device_facts(device)
     try:
-        return apply_plan(config, plan_for(config, scale, device))
-    except DoesNotFit:
-        return config
+        return PathPlan(plan_clip(source, config, facts))
+    except DoesNotFit as exc:
+        unbudgeted = dataclasses.replace(config, vram_gb=None)
+        plan = plan_clip(source, unbudgeted, dataclasses.replace(facts, memory_gb=None))
+        return PathPlan(plan, str(exc))
 
 
-def plan_for(config, scale: Scale, device: torch.device):
-    """The planner's choice for `config` on `device` (full-size models only)."""
-    return plan_memory(config, scale.input_hw, vram_gb=device_budget_gb(config, device))
-
-
-def build_models(scale: Scale, config, device: torch.device) -> StageTwoModels:
-    """Random-weight DiT and VAE in the config's dtypes, with its fast paths applied."""
-    dtype = resolve_dtype(config.dtype, device)
-    vae_dtype = resolve_dtype(config.vae_dtype, device)
-    # streamed as in load_stage_two: built on the host, never whole on the GPU
-    home = torch.device("cpu") if config.offload == "layer" else device
+def build_models(scale: Scale, plan: ClipPlan, device: torch.device) -> StageTwoModels:
+    """Random-weight DiT and VAE placed as the plan says (dtypes, layer streaming, compile)."""
+    placement = plan.models
+    dtype, vae_dtype = torch_dtype(placement.dtype), torch_dtype(placement.vae_dtype)
+    # as load_stage_two: a streamed DiT is built on the host, never whole on the GPU
+    home = load_device(placement.offload, device)
     dit = parts.random_model(lambda: VideoDiT(scale.dit), home, dtype, seed=1)
-    dit, _, _ = prepare_dit(dit, config, device)
+    place_blocks(dit, dit.blocks, device, offload=placement.offload, compile=placement.compile)
     vae = parts.random_model(lambda: CausalVideoVAE(scale.vae), device, vae_dtype, seed=2)
     return StageTwoModels(vae=vae, dit=dit, device=device, dtype=dtype, vae_dtype=vae_dtype)
 
 
-def refine_once(models, config, clip: Path, out: Path, context, clock: parts.Clock) -> float:
-    """One end-to-end refine of `clip` with timing wrappers; returns wall seconds."""
+def refine_once(
+    models, config, plan: ClipPlan, clip: Path, out: Path, context, clock: parts.Clock
+) -> float:
+    """One end-to-end refine of `clip` under `plan` with timing wrappers; returns wall seconds."""
     timed = StageTwoModels(
         vae=parts.TimedVAE(models.vae, clock),
         dit=parts.TimedDiT(models.dit, clock),
@@ -157,8 +174,6 @@ def refine_once(models, config, clip: Path, out: Path, context, clock: parts.Clo
         dtype=models.dtype,
         vae_dtype=models.vae_dtype,
     )
-    info = probe(clip)
-    source = ClipSource(info.display_hw, info.frame_count, info.time_base, info.fps)
 
     def chunks():
         reader = iter(read_chunks(clip, 16))
@@ -169,27 +184,24 @@ def refine_once(models, config, clip: Path, out: Path, context, clock: parts.Clo
                 return
             yield chunk.frames, chunk.pts
 
-    refiner = Refiner(timed, config, lambda _text: context)
+    refiner = ClipRefiner(timed, config, lambda _text: context)
     job = RefineJob(clip, out, "benchmark")
     _sync(models.device)
     began = time.perf_counter()
-    result = refiner.refine_stream(chunks(), source, job, key="bench", overwrite=True, resume=False)
+    result = refiner.refine_stream(chunks(), plan, job, key="bench", overwrite=True, resume=False)
     _sync(models.device)
     wall = time.perf_counter() - began
     clock._seconds["I/O write"] += result.seconds.get("write", 0.0)
     return wall
 
 
-def note_refusals(paths: list[str], scale: Scale, device: torch.device, notes: list[str]) -> None:
-    """Note each path the planner would refuse on `device` (it still runs, unplanned)."""
-    if device.type != "cuda":
-        return
-    for path in paths:
-        config = run_config(path, scale, 1, False, device)
-        try:
-            plan_for(config, scale, device)
-        except DoesNotFit as exc:
-            notes.append(f"{path}: the planner refuses it ({exc}); run as configured to measure")
+def note_refusals(plans: dict[str, PathPlan], notes: list[str]) -> None:
+    """Note each path the planner refuses on this device (it still runs, unplanned)."""
+    for path, planned in plans.items():
+        if planned.refused is not None:
+            notes.append(
+                f"{path}: the planner refuses it ({planned.refused}); run as configured to measure"
+            )
 
 
 def _sync(device: torch.device) -> None:
@@ -197,16 +209,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_t5(
-    scale: Scale, device: torch.device, dtype: torch.dtype, *, stream: bool = False
-) -> tuple[float, int]:
+def time_t5(scale: Scale, device: torch.device, dtype: str, offload: str) -> tuple[float, int]:
     """Seconds (second of two calls) and peak bytes of encoding one caption; T5 then freed.
 
-    `stream`: built on the host with its blocks streamed to `device` (offload "layer").
+    Placed as a plan places it: `dtype` is the plan's, and with offload "layer" it is built on
+    the host with its blocks streamed to `device`.
     """
-    t5 = parts.t5_encoder(scale.t5, torch.device("cpu") if stream else device, dtype)
-    if stream:
-        stream_model(t5, t5.encoder.block, device)
+    t5 = parts.t5_encoder(scale.t5, load_device(offload, device), torch_dtype(dtype))
+    place_blocks(t5, t5.encoder.block, device, offload=offload)
     ids = torch.randint(0, scale.t5["vocab_size"], (1, parts.TEXT_TOKENS), device=device)
     memory = LiveTensorMemory() if device.type != "cuda" else None
     clock = parts.Clock(device, memory)
@@ -225,14 +235,11 @@ def time_t5(
     return seconds, clock.peaks["T5"]
 
 
-def count_flops(scale: Scale, config, models, notes: list[str]) -> dict[str, float]:
-    """FLOPs of one DiT pass, one window's VAE encode and decode (fake tensors)."""
-    geometry = plan_geometry(scale.input_hw, config.size, aspect=config.aspect)
-    window = WindowPlan(config.window_latent, config.window_overlap_latent)
-    refiner = Refiner(models, config, lambda _t: None)
-    vae_plan = refiner._vae_plan(geometry, window)
+def count_flops(scale: Scale, config, plan: ClipPlan, models, notes) -> dict[str, float]:
+    """FLOPs of one DiT pass, one window's VAE encode and decode (fake tensors), as planned."""
+    vae_plan = plan.vae
     h, w = vae_plan.latent_hw
-    batch = 2 if config.cfg_batched else 1
+    batch = 2 if plan.memory.cfg_batched else 1
     dit, how = parts.count_dit_flops(scale.dit, (batch, vae_plan.latent_frames, 16, h, w))
     notes.append(f"DiT FLOPs: {how} (batch {batch}, {vae_plan.latent_frames}x{h}x{w} latents)")
     encode, decode = parts.count_vae_flops(scale.vae, vae_plan)
@@ -245,29 +252,33 @@ def count_flops(scale: Scale, config, models, notes: list[str]) -> dict[str, flo
     return {"DiT pass": dit, "VAE encode": encode, "VAE decode": decode}
 
 
-def bench_path(path, scale, steps_list, args, device, clip, tmp, notes) -> list[RunResult]:
-    """Warm up once (1 step), then time each step count on the same models."""
+def bench_path(
+    path, planned: PathPlan, scale, steps_list, args, device, clip, tmp, notes
+) -> list[RunResult]:
+    """Warm up once (1 step), then time each step count on the same models and plan."""
+    plan = planned.plan
     config = run_config(path, scale, steps_list[0], args.compile, device)
-    if device.type == "cuda":  # predicted next to measured: the table's peaks check the planner
-        with contextlib.suppress(DoesNotFit):
-            notes.append(f"{path}: {plan_for(config, scale, device).line()}")
-    models = build_models(scale, config, device)
+    # predicted next to measured: the table's peaks check the planner (full-size models only)
+    if device.type == "cuda" and planned.refused is None:
+        notes.append(f"{path}: {plan.line()}")
+    models = build_models(scale, plan, device)
     gen = torch.Generator().manual_seed(3)
     context = torch.randn(1, parts.TEXT_TOKENS, scale.dit.text_dim, generator=gen)
-    flops = count_flops(scale, config, models, notes)
+    flops = count_flops(scale, config, plan, models, notes)
     memory = LiveTensorMemory() if device.type != "cuda" else None
     warm = parts.Clock(device, memory)
     warm_config = run_config(path, scale, 1, args.compile, device)
     if memory is not None:
         memory.__enter__()
-    refine_once(models, warm_config, clip, tmp / f"{path}-warm.mp4", context, warm)
+    refine_once(models, warm_config, plan, clip, tmp / f"{path}-warm.mp4", context, warm)
     if memory is not None:
         memory.__exit__(None, None, None)
     results = []
     for steps in steps_list:
         config = run_config(path, scale, steps, args.compile, device)
         clock = parts.Clock(device)
-        wall = refine_once(models, config, clip, tmp / f"{path}-{steps}.mp4", context, clock)
+        out = tmp / f"{path}-{steps}.mp4"
+        wall = refine_once(models, config, plan, clip, out, context, clock)
         peaks = dict(clock.peaks) if device.type == "cuda" else _cpu_peaks(warm.peaks, steps)
         result = RunResult(path, steps, clock.seconds(), peaks, total_s=wall)
         result.flops = {"VAE encode": flops["VAE encode"], "VAE decode": flops["VAE decode"]}
@@ -304,24 +315,31 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["VIDREFINE_CACHE"] = str(tmp / "jobs")
         clip = tmp / "input.mp4"
         write_clip(clip, scale.frames, scale.input_hw)
-        t5_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         notes: list[str] = []
         paths = list(args.paths)
-        note_refusals(paths, scale, device, notes)
-        offloads = {p: run_config(p, scale, 1, False, device).offload for p in paths}
-        streamed = {p: offload == "layer" for p, offload in offloads.items()}
-        t5 = {s: time_t5(scale, device, t5_dtype, stream=s) for s in set(streamed.values())}
+        # one plan per path (steps change no decision of the plan), made before any model loads;
+        # from the probe: the muxer picks the stream's time base, and the pts read are in it
+        source = SourceFacts.of_media(probe(clip))
+        configs = {p: run_config(p, scale, args.steps[0], args.compile, device) for p in paths}
+        plans = {p: plan_path(configs[p], source, device) for p in paths}
+        note_refusals(plans, notes)
+        # T5 as each path's plan places it: its precision and whether its blocks stream
+        t5_keys = {p: (plans[p].plan.models.dtype, plans[p].plan.models.offload) for p in paths}
+        t5 = {key: time_t5(scale, device, *key) for key in dict.fromkeys(t5_keys.values())}
         results = []
         for path in paths:
             try:
-                results += bench_path(path, scale, args.steps, args, device, clip, tmp, notes)
+                planned = plans[path]
+                results += bench_path(
+                    path, planned, scale, args.steps, args, device, clip, tmp, notes
+                )
             except torch.cuda.OutOfMemoryError as exc:  # report it, keep the other paths
                 notes.append(f"{path}: out of GPU memory ({str(exc).splitlines()[0]})")
                 torch.cuda.empty_cache()
     rate, rate_what = parts.matmul_rate(device)
     t5_flops = parts.count_t5_flops(scale.t5)
     for r in results:
-        t5_s, t5_peak = t5[streamed[r.path]]
+        t5_s, t5_peak = t5[t5_keys[r.path]]
         r.seconds["T5"], r.peaks["T5"], r.flops["T5"] = t5_s, t5_peak, t5_flops
         r.total_s += t5_s
     from benchmarks.refine_table import print_tables

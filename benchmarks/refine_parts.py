@@ -16,12 +16,13 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from vidrefine.attention import attention_kernels, observe_attention_kernel
 from vidrefine.config import DiTConfig, VAEConfig
-from vidrefine.live_memory import LiveTensorMemory
 from vidrefine.models.dit import VideoDiT
 from vidrefine.models.vae import CausalVideoVAE
-from vidrefine.vae_runner import VAEPlan, decode_latents, encode_video
+from vidrefine.pipeline.vae_pass import decode_latents, encode_video  # noqa: E402
+from vidrefine.plan.vae import VAEPlan
+from vidrefine.runtime.attention import attention_kernels, observe_attention_kernel
+from vidrefine.runtime.live_memory import LiveTensorMemory
 
 # google/t5-v1_1-xxl's encoder shape (4.76 B parameters); built locally, never downloaded.
 T5_XXL = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64)

@@ -30,8 +30,9 @@ import torch  # noqa: E402
 
 from vidrefine.config import OFFICIAL_VAE, VAEConfig  # noqa: E402
 from vidrefine.models.vae import CausalVideoVAE  # noqa: E402
-from vidrefine.vae_memory import decode_peak_bytes  # noqa: E402
-from vidrefine.vae_runner import decode_latents, plan_vae  # noqa: E402
+from vidrefine.pipeline.vae_pass import decode_latents
+from vidrefine.plan.vae import plan_vae  # noqa: E402
+from vidrefine.plan.vae_memory import decode_peak_bytes  # noqa: E402
 
 CONFIGS = {
     "official": OFFICIAL_VAE,

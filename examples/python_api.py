@@ -1,101 +1,85 @@
-"""Both vidrefine commands from Python: text to previews (+ 1080p), and upscaling a preview later.
+"""vidrefine from Python: upscale a file, many files, frames in memory, and text to video.
 
-Real weights (fetched into the cache on first use, about 26 GB; a GPU is strongly advised):
+    python examples/python_api.py upscale IN.mp4 OUT.mp4 "A long, detailed caption ..."
+    python examples/python_api.py many FOLDER OUT_FOLDER "one caption for all"
+    python examples/python_api.py t2v PROMPTS.txt OUT_FOLDER
+    python examples/python_api.py demo OUT_FOLDER     # tiny random weights, CPU, no download
 
-    python examples/python_api.py --prompt-file examples/prompts.txt --seeds 0 -o out/
-
-Tiny random weights, no download, runs on a CPU in about a minute (the pictures are noise; it
-shows the calls and proves the installation):
-
-    python examples/python_api.py --tiny -o /tmp/vidrefine-api-demo
+Real weights are found on the usual search path (--weights DIR, $VIDREFINE_WEIGHTS, the user
+cache) and fetched on first use (about 26 GB; a GPU is strongly advised). `demo` writes tiny
+random weights and runs every call on the CPU in about a minute (its pictures are noise).
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 from fractions import Fraction
 from pathlib import Path
 
-import torch
+import numpy as np
 
-from vidrefine.batch import refine_files
-from vidrefine.config import DiTConfig, replace
-from vidrefine.presets import load_config
-from vidrefine.refine import RefineJob
-from vidrefine.t2v import generate_videos
-from vidrefine.t2v_manifest import caption_for_preview
-from vidrefine.weights import UPSCALE_WEIGHTS, resolve
-
-TINY_STAGE1 = DiTConfig(hidden_size=128, num_layers=2, num_heads=2, text_dim=32)
+import vidrefine
+from vidrefine import Refiner
 
 
-def write_tiny_weights(folder: Path) -> None:
-    """stage1.pt / stage2.pt / 3d-vae.pt in the official layouts, plus a tiny T5 folder."""
-    from vidrefine.checkpoints.dit_keys import to_official
-    from vidrefine.models.dit import VideoDiT
-    from vidrefine.models.vae import CausalVideoVAE
-    from vidrefine.selftest import TINY_DIT, TINY_VAE, make_tiny_t5
-
-    folder.mkdir(parents=True, exist_ok=True)
-    make_tiny_t5(folder / "t5-v1_1-xxl")
-    torch.manual_seed(0)
-    for name, config in (("stage1.pt", TINY_STAGE1), ("stage2.pt", TINY_DIT)):
-        state = VideoDiT(config).state_dict()
-        module = {f"model.diffusion_model.{to_official(k)}": v for k, v in state.items()}
-        torch.save({"module": module}, folder / name)
-    torch.save({"state_dict": CausalVideoVAE(TINY_VAE).state_dict()}, folder / "3d-vae.pt")
+def upscale(src: str, dst: str, caption: str, weights: str | None = None) -> None:
+    """The three lines: load once, refine a file (audio and timing kept)."""
+    refiner = Refiner.from_pretrained(weights=weights, preset="default")
+    result = refiner.upscale(src, dst, caption=caption)
+    print(f"{dst}: {result.frames} frames, {result.windows} windows")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompt-file", type=Path)
-    parser.add_argument("--seeds", default="0")
-    parser.add_argument("-o", "--output", type=Path, default=Path("t2v-out"))
-    parser.add_argument("--tiny", action="store_true", help="tiny random weights, no download")
-    args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
-    config = load_config("default", {})
-    generator: object = "flashvideo-stage1"  # the registered name of the bundled plugin
-    weights = None
-    if args.tiny:
-        from generators.flashvideo_stage1 import FlashVideoStage1
+def many(folder: str, out_folder: str, caption: str, weights: str | None = None) -> None:
+    """Many files with the models loaded once; a failing file is reported, the rest go on."""
+    refiner = Refiner.from_pretrained(weights=weights)
+    Path(out_folder).mkdir(parents=True, exist_ok=True)
+    clips = sorted(Path(folder).glob("*.mp4"))
+    jobs = [(clip, Path(out_folder) / f"{clip.stem}_1080p.mp4", caption) for clip in clips]
+    for outcome in refiner.upscale_many(jobs):
+        failed = isinstance(outcome, vidrefine.JobFailure)
+        print(outcome.job.output, outcome.error if failed else "done")
 
-        weights = args.output / "tiny-weights"
-        write_tiny_weights(weights)
-        # Any Generator object can be passed directly; here stage I at a tiny size.
-        generator = FlashVideoStage1(
-            size_hw=(16, 32), num_frames=5, fps=Fraction(8), steps=3, dit_config=TINY_STAGE1
-        )
-        config = replace(config, size="128x64", steps=2, window_latent=2, window_overlap_latent=1)
-        prompts = ["a small test scene with a slow camera pan"]
-    else:
-        prompts = [p for p in args.prompt_file.read_text().splitlines() if p and p[0] != "#"]
 
-    # 1. `vidrefine t2v --preview-only`: previews named p001_seed0_preview.mp4, a manifest.
-    jobs = generate_videos(
-        prompts,
-        seeds,
-        config,
-        output_dir=args.output,
-        preview_only=True,
-        generator=generator,
-        weights_dir=weights,
-        overwrite=True,
+def t2v(prompt_file: str, out_folder: str, weights: str | None = None) -> None:
+    """Stage-I previews for every prompt, then each refined to 1080p from its float frames."""
+    prompts = [p for p in Path(prompt_file).read_text().splitlines() if p and p[0] != "#"]
+    config = vidrefine.load_config("default", {})
+    jobs = vidrefine.generate_videos(
+        prompts, [0], config, output_dir=Path(out_folder), weights_dir=weights
     )
     for job in jobs:
-        print("preview:", job.preview)
+        print("preview:", job.preview, "refined:", job.output)
 
-    # 2. `vidrefine upscale PREVIEW.mp4`: commit the first preview, its caption from the manifest.
-    preview = jobs[0].preview
-    caption = caption_for_preview(preview)
-    output = preview.with_name(preview.stem.replace("_preview", "") + "_refined.mp4")
-    paths = resolve(UPSCALE_WEIGHTS, weights_dir=weights)
-    results = refine_files(
-        [RefineJob(preview, output, caption)], config, paths, overwrite=True, resume=False
-    )
-    print("refined:", results[0])
-    # (generate_videos(..., preview_only=False) refines straight from stage I's float frames.)
+
+def demo(out_folder: str) -> None:
+    """Every call above on tiny random weights, plus frames streamed in and out of memory."""
+    out = Path(out_folder)
+    weights = vidrefine.write_tiny_weights(out / "tiny-weights")
+    clip = out / "in.mp4"
+    vidrefine.write_test_clip(clip, frames=20, size_hw=(48, 64))
+    tiny = {"size": "96x64", "steps": 2, "window_latent": 3, "window_overlap_latent": 1}
+    refiner = Refiner.from_pretrained(weights=weights, offline=True, **tiny)
+    result = refiner.upscale(clip, out / "out.mp4", caption="a test clip", overwrite=True)
+    print(f"file: {result.frames} frames at {result.output_hw}; {result.plan.line()}")
+
+    rng = np.random.default_rng(0)
+    frames = (rng.random((9, 48, 64, 3)) * 255).astype(np.uint8)  # any frames in memory
+    refined = list(refiner.stream(frames, caption="noise", frame_count=len(frames), fps=12))
+    print(f"stream: {len(refined)} frames of {refined[0].shape} out")
+    print("plan as data:", sorted(refiner.plan(9, (48, 64), Fraction(12)).to_dict()))
+
+
+COMMANDS = {"upscale": (upscale, 3), "many": (many, 3), "t2v": (t2v, 2), "demo": (demo, 1)}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS or len(argv) - 1 < COMMANDS[argv[0]][1]:
+        print(__doc__)
+        return 0 if not argv else 2
+    function, _count = COMMANDS[argv[0]]
+    function(*argv[1:])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -25,8 +25,9 @@ def register_plugins(
     return folder
 
 
-# A complete plugin without weights: frames are a function of the seed (brightness 40 + 20 seed
-# plus seeded noise) and every call is recorded. 16x24 pixels, 9 frames, 4 fps.
+# A complete plugin (API version 2) without weights or a DiT: frames are a function of the seed
+# (brightness 40 + 20 seed plus seeded noise) and every call is recorded. 16x24 pixels, 9 frames,
+# 4 fps. Beside it: plugins one member short of the protocol, and version-1 and future ones.
 TOY_GENERATOR = textwrap.dedent(
     """
     from fractions import Fraction
@@ -43,9 +44,19 @@ TOY_GENERATOR = textwrap.dedent(
         num_frames = 9
         fps = Fraction(4)
         required_weights = ()
+        dit_config = None  # no DiT: nothing for the memory plan
         calls = []
+        configured = []
+        placements = []
 
-        def load(self, weights_dir, *, device, dtype):
+        def latent_shape(self):
+            raise NotImplementedError("the toy generator has no DiT")
+
+        def configure(self, config):
+            ToyGenerator.configured.append(config)
+
+        def load(self, weights_dir, *, device, placement):
+            ToyGenerator.placements.append(placement)
             self.loaded = True
 
         def generate(self, prompt_embedding, seed, *, progress):
@@ -60,8 +71,41 @@ TOY_GENERATOR = textwrap.dedent(
         def release(self):
             self.loaded = False
 
+        def describe(self):
+            return {"toy": True, "size_hw": list(self.size_hw)}
+
     class WrongVersion(ToyGenerator):
         api_version = 999
+
+    class VersionOne:  # a complete plugin of API version 1, as written before version 2
+        api_version = 1
+        name = "old"
+        size_hw = (16, 24)
+        num_frames = 9
+        fps = Fraction(4)
+        required_weights = ()
+
+        def load(self, weights_dir, *, device, dtype):
+            pass
+
+        def generate(self, prompt_embedding, seed, *, progress):
+            raise AssertionError("a version-1 plugin must be refused before it runs")
+
+        def release(self):
+            pass
+
+    class OldLoad(ToyGenerator):  # says version 2 but kept version 1's load signature
+        def load(self, weights_dir, *, device, dtype):
+            pass
+
+    def lacking(member):  # ToyGenerator's members but `member` (copied, not inherited)
+        hidden = {member, "__dict__", "__weakref__", "__qualname__"}
+        namespace = {k: v for k, v in vars(ToyGenerator).items() if k not in hidden}
+        return type(f"ToyWithout_{member}", (), namespace)
+
+    NoDescribe = lacking("describe")
+    NoConfigure = lacking("configure")
+    NoDitConfig = lacking("dit_config")
 
     def make_toy():
         return ToyGenerator()
@@ -71,20 +115,31 @@ TOY_GENERATOR = textwrap.dedent(
 BROKEN_GENERATOR = "raise ImportError('the toy plugin needs a package that is not installed')\n"
 
 
-def write_toy_plugins(folder: Path) -> Path:
-    """Write the toy plugin modules and register toy, broken, wrong-version and missing ones."""
+# Plugins that discovery or creation must refuse, each for one reason (registered on request).
+REFUSED_PLUGINS = {
+    "old": "vr_toy_plugin:VersionOne",
+    "old-load": "vr_toy_plugin:OldLoad",
+    "no-describe": "vr_toy_plugin:NoDescribe",
+    "no-configure": "vr_toy_plugin:NoConfigure",
+    "no-dit-config": "vr_toy_plugin:NoDitConfig",
+}
+
+
+def write_toy_plugins(folder: Path, *, refused: bool = False) -> Path:
+    """Write the toy plugin modules and register toy, broken and future-version ones.
+
+    `refused=True` also registers `REFUSED_PLUGINS` (version 1, and plugins one member short).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vr_toy_plugin.py").write_text(TOY_GENERATOR)
     (folder / "vr_broken_plugin.py").write_text(BROKEN_GENERATOR)
-    return register_plugins(
-        folder,
-        {
-            "toy": "vr_toy_plugin:make_toy",
-            "toy-class": "vr_toy_plugin:ToyGenerator",
-            "broken": "vr_broken_plugin:Generator",
-            "future": "vr_toy_plugin:WrongVersion",
-        },
-    )
+    entries = {
+        "toy": "vr_toy_plugin:make_toy",
+        "toy-class": "vr_toy_plugin:ToyGenerator",
+        "broken": "vr_broken_plugin:Generator",
+        "future": "vr_toy_plugin:WrongVersion",
+    }
+    return register_plugins(folder, entries | (REFUSED_PLUGINS if refused else {}))
 
 
 # ---- tiny official-format weights for the whole t2v path ---------------------------------------
@@ -124,7 +179,7 @@ def write_tiny_weights(folder: Path) -> Path:
     from t5_fixtures import make_tiny_t5
 
     from vidrefine.models.vae import CausalVideoVAE
-    from vidrefine.selftest import TINY_VAE
+    from vidrefine.pipeline.selftest import TINY_VAE
 
     folder.mkdir(parents=True, exist_ok=True)
     make_tiny_t5(folder / "t5-v1_1-xxl")

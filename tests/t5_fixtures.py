@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from vidrefine.selftest import TINY_T5_WIDTH  # noqa: F401 (re-exported)
+from vidrefine.pipeline.selftest import TINY_T5_WIDTH  # noqa: F401 (re-exported)
 
 WORDS_SEED = 1234
 
@@ -31,7 +31,7 @@ def tiny_caption(n_words: int, *, seed: int = 0) -> str:
 
 
 def make_tiny_t5(folder: str | Path, *, seed: int = 0, vocab_size: int = 200) -> Path:
-    """The self-test's tiny T5 folder (d_model 32, 2 layers); see vidrefine.selftest."""
-    from vidrefine.selftest import make_tiny_t5 as build
+    """The self-test's tiny T5 folder (d_model 32, 2 layers); see vidrefine.pipeline.selftest."""
+    from vidrefine.pipeline.selftest import make_tiny_t5 as build
 
     return build(folder, seed=seed, vocab_size=vocab_size)

@@ -49,7 +49,7 @@ def test_cpu_benchmark_counts_dit_flops_like_the_analytic_formula_when_run(cpu_r
 
 def test_cpu_benchmark_streams_two_blocks_on_the_low_vram_path_when_run(cpu_run) -> None:
     from benchmarks.refine_gpu import TINY
-    from vidrefine.planner import dit_block_params
+    from vidrefine.plan.memory import dit_block_params
 
     _, data = cpu_run
     peaks = {run["path"]: run["peaks"]["DiT pass 1"] for run in data["runs"]}
@@ -62,7 +62,7 @@ def test_offload_benchmark_prints_every_variant_and_the_bytes_streamed_when_run_
     capsys,
 ) -> None:
     from benchmarks import offload
-    from vidrefine.planner import dit_block_params
+    from vidrefine.plan.memory import dit_block_params
 
     assert offload.main(["--cpu", "--repeats", "1"]) == 0
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if "| 96x64" in line]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vidrefine.chunking import (
+from vidrefine.plan.chunking import (
     grid_frames,
     latent_count,
     pixel_count,

@@ -11,13 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidrefine.attention import attention_kernels, kernel_name, observe_attention_kernel
 from vidrefine.config import DiTConfig
 from vidrefine.errors import BadInput
 from vidrefine.models.dit import VideoDiT
-from vidrefine.prefetch import BackgroundWriter, prefetch
+from vidrefine.runtime.attention import attention_kernels, kernel_name, observe_attention_kernel
+from vidrefine.runtime.placement import compile_blocks
+from vidrefine.runtime.prefetch import BackgroundWriter, prefetch
 from vidrefine.sampling.guidance import cfg_velocity
-from vidrefine.speed import compile_blocks
 
 CFG = DiTConfig(
     hidden_size=64, num_layers=3, num_heads=2, text_dim=32, text_length=8, stage2_embeddings=True
@@ -75,7 +75,7 @@ def test_compiled_blocks_match_eager_and_keep_parameter_names_when_compiled() ->
     names = list(model.state_dict())
     with torch.no_grad():
         eager = model(x, t, ctx, ref_step=ref)
-        compile_blocks(model, backend="aot_eager")  # the graph capture, without codegen time
+        compile_blocks(model.blocks, backend="aot_eager")  # the graph capture, without codegen time
         compiled = model(x, t, ctx, ref_step=ref)
     assert list(model.state_dict()) == names
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
@@ -88,7 +88,7 @@ def test_inductor_compiled_blocks_match_eager_when_compiled_on_the_cpu() -> None
     with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         eager = model(x, t, ctx, ref_step=ref)
-        compile_blocks(model)
+        compile_blocks(model.blocks)
         compiled = model(x, t, ctx, ref_step=ref)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
     # the RoPE prologue is written so inductor can fuse it: no complex fallback
@@ -160,8 +160,12 @@ def test_background_writer_writes_in_order_and_reports_failures_when_used() -> N
 
 def _refine(clip, out, background_io: bool, tmp_path, monkeypatch):
     from vidrefine.config import RunConfig, VAEConfig
+    from vidrefine.io.probe import probe
     from vidrefine.models.vae import CausalVideoVAE
-    from vidrefine.refine import RefineJob, Refiner, StageTwoModels
+    from vidrefine.pipeline.loading import StageTwoModels
+    from vidrefine.pipeline.refine import ClipRefiner, RefineJob
+    from vidrefine.plan.clip import SourceFacts, plan_clip
+    from vidrefine.plan.hardware import CPU
 
     monkeypatch.setenv("VIDREFINE_CACHE", str(tmp_path / "jobs"))
     torch.manual_seed(0)
@@ -175,7 +179,10 @@ def _refine(clip, out, background_io: bool, tmp_path, monkeypatch):
         background_io=background_io, vae_mode="whole",
     )  # fmt: skip
     context = torch.randn(1, 226, 32, generator=torch.Generator().manual_seed(5))
-    Refiner(models, config, lambda _c: context).refine(RefineJob(clip, out, "x"), resume=False)
+    info = probe(clip)
+    plan = plan_clip(SourceFacts.of_media(info), config, CPU)
+    refiner = ClipRefiner(models, config, lambda _c: context)
+    refiner.refine_file(RefineJob(clip, out, "x"), plan, info, resume=False)
 
 
 def test_background_io_writes_the_same_frames_when_switched_off(tmp_path, monkeypatch) -> None:

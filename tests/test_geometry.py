@@ -1,7 +1,7 @@
 import pytest
 
 from vidrefine.errors import BadInput
-from vidrefine.geometry import parse_size, plan_geometry
+from vidrefine.plan.geometry import parse_size, plan_geometry
 
 
 @pytest.mark.parametrize(
@@ -41,8 +41,8 @@ def test_model_input_is_the_same_when_frames_are_resized_a_few_at_a_time(monkeyp
     import torch.nn.functional as F
     from einops import rearrange
 
-    import vidrefine.refine as refine
-    from vidrefine.geometry import plan_geometry
+    import vidrefine.pipeline.steps as refine
+    from vidrefine.plan.geometry import plan_geometry
 
     geometry = plan_geometry((90, 160), "64p", aspect="keep")
     frames = np.random.default_rng(0).integers(0, 256, (13, 90, 160, 3), dtype=np.uint8)

@@ -1,185 +1,196 @@
-"""Import direction (shared/reference/architecture.md): lower layers never import upper ones."""
+"""Import direction (shared/reference/architecture.md): every package has its own rule."""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "vidrefine"
+ROOT = Path(__file__).resolve().parents[1]
+FILES = sorted(p for top in ("vidrefine", "generators") for p in (ROOT / top).rglob("*.py"))
 
-# module prefix -> prefixes it must not import (first matching rule wins)
-RULES: list[tuple[str, tuple[str, ...]]] = [
-    ("vidrefine.cli", ()),
-    ("vidrefine.__main__", ()),
-    (
-        "vidrefine.io",
-        (
-            "torch",
-            "vidrefine.models",
-            "vidrefine.sampling",
-            "vidrefine.refine",
-            "vidrefine.checkpoints",
-            "vidrefine.cli",
-            "click",
-            "rich",
-            "einops",
+
+class Rule(NamedTuple):
+    """What one top-level module or package may not import.
+
+    never: prefixes it may not import. only: if set, the only vidrefine/generators prefixes it
+    may import besides its own package. stdlib_only: third-party imports are forbidden too.
+    A bare "vidrefine" always means the public API module alone, never "all of vidrefine".
+    """
+
+    never: tuple[str, ...] = ()
+    only: tuple[str, ...] | None = None
+    stdlib_only: bool = False
+
+
+def _v(ours: str, third_party: str = "") -> tuple[str, ...]:
+    """`_v("io cli", "torch")` -> ("vidrefine.io", "vidrefine.cli", "torch")."""
+    return tuple(f"vidrefine.{name}" for name in ours.split()) + tuple(third_party.split())
+
+
+RULES: dict[str, Rule] = {
+    "vidrefine": Rule(never=(*_v("cli", "click rich"), "generators")),
+    "vidrefine.__main__": Rule(only=_v("cli")),
+    "vidrefine.errors": Rule(only=(), stdlib_only=True),
+    "vidrefine.config": Rule(only=_v("errors"), stdlib_only=True),
+    "vidrefine.progress": Rule(only=()),
+    "vidrefine.plugins": Rule(only=_v("errors config progress")),
+    "vidrefine.presets": Rule(only=_v("config errors plan")),
+    "vidrefine.models": Rule(
+        never=_v("runtime sampling io pipeline plan checkpoints cli", "click rich av"),
+    ),
+    "vidrefine.checkpoints": Rule(never=_v("pipeline plan runtime sampling io cli")),
+    "vidrefine.sampling": Rule(never=_v("models io pipeline plan runtime checkpoints cli")),
+    "vidrefine.plan": Rule(
+        never=_v("models runtime pipeline checkpoints sampling cli", "torch einops click rich av"),
+        only=_v("config errors io.probe"),
+    ),
+    "vidrefine.runtime": Rule(never=_v("models pipeline plan checkpoints sampling io cli")),
+    "vidrefine.io": Rule(
+        never=_v(
+            "models sampling pipeline plan runtime checkpoints cli", "torch einops click rich"
+        ),
+        only=_v("errors config io"),
+    ),
+    "vidrefine.pipeline": Rule(never=_v("cli", "click rich")),
+    "vidrefine.cli": Rule(),
+    "generators": Rule(
+        never=_v("cli"),
+        only=(
+            "vidrefine",  # the public API
+            *_v("models sampling plan pipeline.loading pipeline.vae_pass checkpoints runtime"),
+            *_v("config errors"),
+            *_v("plugins progress"),
         ),
     ),
-    (
-        "vidrefine.models",
-        (
-            "vidrefine.sampling",
-            "vidrefine.io",
-            "vidrefine.refine",
-            "vidrefine.cli",
-            "vidrefine.checkpoints",
-            "vidrefine.tiling",
-            "vidrefine.chunking",
-            "click",
-            "rich",
-            "av",
-        ),
-    ),
-    (
-        "vidrefine.sampling",
-        (
-            "vidrefine.models",
-            "vidrefine.io",
-            "vidrefine.refine",
-            "vidrefine.cli",
-            "vidrefine.checkpoints",
-            "click",
-            "rich",
-            "av",
-        ),
-    ),
-    (
-        "vidrefine.tiling",
-        (
-            "vidrefine.models",
-            "vidrefine.io",
-            "vidrefine.refine",
-            "vidrefine.cli",
-            "click",
-            "rich",
-            "av",
-        ),
-    ),
-    (
-        "vidrefine.chunking",
-        (
-            "vidrefine.models",
-            "vidrefine.io",
-            "vidrefine.refine",
-            "vidrefine.cli",
-            "click",
-            "rich",
-            "av",
-        ),
-    ),
-    (
-        "vidrefine.checkpoints",
-        (
-            "vidrefine.io",
-            "vidrefine.refine",
-            "vidrefine.cli",
-            "vidrefine.sampling",
-            "click",
-            "rich",
-            "av",
-        ),
-    ),
-    (
-        "vidrefine.config",
-        (
-            "torch",
-            "vidrefine.models",
-            "vidrefine.io",
-            "vidrefine.cli",
-            "click",
-            "rich",
-            "av",
-            "numpy",
-        ),
-    ),
-    (
-        "vidrefine.errors",
-        (
-            "torch",
-            "vidrefine.models",
-            "vidrefine.io",
-            "vidrefine.cli",
-            "vidrefine.config",
-            "click",
-            "rich",
-            "av",
-            "numpy",
-        ),
-    ),
-    ("vidrefine", ("vidrefine.cli", "click", "rich", "generators")),
-]
+}
 
 
 def module_name(path: Path) -> str:
-    rel = path.relative_to(PACKAGE.parent).with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts)
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_names(path: Path, module: str) -> list[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    names = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            names.append(target)
-            names.extend(f"{target}.{alias.name}" for alias in node.names)
-    return names
+KNOWN = {module_name(p) for p in FILES}
+
+
+def owner(module: str) -> str:
+    """The rule key a module falls under: its top-level module or package."""
+    parts = module.split(".")
+    return "generators" if parts[0] == "generators" else ".".join(parts[:2])
 
 
 def matches(name: str, prefix: str) -> bool:
+    if prefix == "vidrefine":
+        return name == prefix
     return name == prefix or name.startswith(prefix + ".")
 
 
-def rule_for(module: str) -> tuple[str, ...]:
-    for prefix, forbidden in RULES:
-        if matches(module, prefix):
-            return forbidden
-    return ()
-
-
-FILES = sorted(PACKAGE.rglob("*.py"))
-
-
-@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(PACKAGE)) for p in FILES])
-def test_module_imports_only_downward_when_parsed(path: Path) -> None:
-    module = module_name(path)
-    forbidden = rule_for(module)
-    bad = sorted({n for n in imported_names(path, module) for f in forbidden if matches(n, f)})
-    assert not bad, f"{module} imports {bad}, which its layer may not use"
-
-
-def test_layering_rules_catch_an_upward_import(tmp_path: Path) -> None:
-    fake = PACKAGE / "io" / "_layering_probe_example.py"
-    source = "import torch\nfrom ..models import vae\n"
-    tree_names = []
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
+def imports(source: str, module: str, is_package: bool = False) -> list[str]:
+    """Every module `source` imports, anywhere in the file, with relative imports resolved."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    names = []
+    for node in ast.walk(ast.parse(source, filename=module)):
         if isinstance(node, ast.Import):
-            tree_names.extend(a.name for a in node.names)
+            names.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            tree_names.append("vidrefine." + (node.module or ""))
-    forbidden = rule_for(module_name(fake))
-    assert any(matches(n, f) for n in tree_names for f in forbidden)
+            base = node.module or ""
+            if node.level:
+                parts = package[: len(package) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            for alias in node.names:  # `from pkg import submodule` imports the submodule
+                sub = f"{base}.{alias.name}"
+                names.append(sub if sub in KNOWN else base)
+    return names
+
+
+def violations(source: str, module: str, is_package: bool = False) -> list[str]:
+    rule = RULES[owner(module)]
+    bad = set()
+    for name in imports(source, module, is_package):
+        top = name.partition(".")[0]
+        ours = top in ("vidrefine", "generators")
+        allowed = (*rule.only, owner(module)) if rule.only is not None else None
+        if ours:
+            outside = allowed is not None and not any(matches(name, a) for a in allowed)
+        else:
+            outside = rule.stdlib_only and top not in sys.stdlib_module_names
+        if outside or any(matches(name, never) for never in rule.never):
+            bad.add(name)
+    return sorted(bad)
+
+
+def file_imports(path: Path) -> list[str]:
+    """Imports of one file; [] if it does not parse (its own parametrized test reports that)."""
+    try:
+        return imports(path.read_text(), module_name(path), path.name == "__init__.py")
+    except SyntaxError:
+        return []
+
+
+IDS = [str(p.relative_to(ROOT)) for p in FILES]
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_module_imports_only_what_its_rule_allows_when_parsed(path: Path) -> None:
+    module = module_name(path)
+    bad = violations(path.read_text(), module, path.name == "__init__.py")
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}, which {owner(module)} may not use"
+
+
+def test_every_module_falls_under_one_rule_when_the_package_is_scanned() -> None:
+    orphans = sorted(m for m in KNOWN if owner(m) not in RULES)
+    assert not orphans, f"no layering rule for {orphans}: add one to RULES"
+    stale = sorted(key for key in RULES if not any(owner(m) == key for m in KNOWN))
+    assert not stale, f"RULES name {stale}, which no longer exist"
+
+
+def test_cli_is_imported_by_nothing_when_outside_cli_and_main() -> None:
+    importers = sorted(
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in FILES
+        if owner(module_name(path)) not in ("vidrefine.cli", "vidrefine.__main__")
+        for name in file_imports(path)
+        if matches(name, "vidrefine.cli")
+    )
+    assert not importers, f"only vidrefine/__main__.py may import vidrefine.cli: {importers}"
+
+
+def test_models_import_only_config_and_errors_when_leaving_models() -> None:
+    allowed = _v("models config errors")
+    leaks = sorted(
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in FILES
+        if owner(module_name(path)) == "vidrefine.models"
+        for name in file_imports(path)
+        if name.partition(".")[0] == "vidrefine" and not any(matches(name, a) for a in allowed)
+    )
+    assert not leaks, f"models must stay pure math: {leaks}"
+    hf = sorted(
+        str(path.relative_to(ROOT))
+        for path in FILES
+        if owner(module_name(path)) == "vidrefine.models"
+        and path.name != "text.py"
+        and any(matches(name, "transformers") for name in file_imports(path))
+    )
+    assert not hf, f"only models/text.py may import transformers: {hf}"
+
+
+def test_checker_reports_forbidden_imports_when_fed_a_synthetic_source() -> None:
+    source = (
+        "import math\n"
+        "from . import geometry\n"
+        "def lazy():\n"
+        "    import torch\n"
+        "    from ..pipeline import refine\n"
+        "    from vidrefine.io.probe import probe\n"
+    )
+    bad = violations(source, "vidrefine.plan.fake")
+    assert bad == ["torch", "vidrefine.pipeline.refine"]
+    assert violations("import numpy\nfrom .errors import BadInput\n", "vidrefine.config") == [
+        "numpy"
+    ]
+    assert violations("from vidrefine.cli import main\n", "generators.fake") == ["vidrefine.cli"]

@@ -9,10 +9,10 @@ import torch
 
 from vidrefine.config import DiTConfig
 from vidrefine.errors import BadInput
-from vidrefine.live_memory import LiveTensorMemory
 from vidrefine.models.dit import VideoDiT
-from vidrefine.offload import BlockStreamer
 from vidrefine.presets import load_config
+from vidrefine.runtime.live_memory import LiveTensorMemory
+from vidrefine.runtime.offload import BlockStreamer
 
 CFG = DiTConfig(
     hidden_size=64, num_layers=4, num_heads=2, text_dim=32, text_length=8, stage2_embeddings=True
@@ -144,13 +144,13 @@ def test_model_offload_is_refused_with_the_choices_named_when_asked() -> None:
 def test_compiled_blocks_stream_without_recompiling_when_both_are_on() -> None:
     import torch._dynamo
 
-    from vidrefine.speed import compile_blocks
+    from vidrefine.runtime.placement import compile_blocks
 
     model, args, kwargs = _model_and_inputs()
     plain = model(*args, **kwargs)
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()  # other tests compiled before this one
-    compile_blocks(model, backend="aot_eager")
+    compile_blocks(model.blocks, backend="aot_eager")
     streamer = BlockStreamer(model.blocks, CPU)
     outs = [model(*args, **kwargs) for _ in range(2)]
     for out in outs:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from fractions import Fraction
 
 import pytest
 import torch
@@ -12,22 +12,29 @@ from tests.media import make_clip
 from vidrefine.cli.info import command
 from vidrefine.config import STAGE1_DIT, STAGE2_DIT, DiTConfig, RunConfig
 from vidrefine.errors import DoesNotFit
-from vidrefine.live_memory import LiveTensorMemory
 from vidrefine.models.dit import VideoDiT
-from vidrefine.planner import (
+from vidrefine.plan.clip import SourceFacts, plan_clip
+from vidrefine.plan.hardware import DeviceFacts
+from vidrefine.plan.memory import (
     T5_XXL_BLOCK_PARAMS,
     T5_XXL_BLOCKS,
     T5_XXL_PARAMS,
-    apply_plan,
     dit_activation_bytes,
     dit_param_count,
     dit_tokens,
-    plan_memory,
 )
 from vidrefine.presets import load_config
+from vidrefine.runtime.live_memory import LiveTensorMemory
 
 TINY = DiTConfig(hidden_size=128, num_layers=2, num_heads=2, text_dim=32, stage2_embeddings=True)
 INPUT_HW = (270, 480)
+
+
+def plan_memory(config: RunConfig, input_hw, *, vram_gb: float | None = None, stage1=None):
+    """The memory part of a 49-frame clip's plan on a CUDA device of `vram_gb` (None: --vram)."""
+    device = DeviceFacts("cuda", "test GPU", vram_gb, host_memory_gb=64.0)
+    source = SourceFacts(tuple(input_hw), 49, Fraction(24), Fraction(1, 24))
+    return plan_clip(source, config, device, stage1=stage1).memory
 
 
 @pytest.mark.parametrize("cfg", [STAGE2_DIT, STAGE1_DIT, TINY], ids=["stage2", "stage1", "tiny"])
@@ -134,14 +141,13 @@ def test_layer_offload_streams_t5_too_when_a_9_gb_card_is_planned() -> None:
     assert resident < 0.15 * whole
 
 
-def test_applied_plan_carries_its_choices_into_the_run_config_when_applied() -> None:
-    plan = plan_memory(RunConfig(size="1080p"), INPUT_HW, vram_gb=16)
-    config = apply_plan(RunConfig(size="1080p"), plan)
-    assert (config.offload, config.cfg_batched) == (plan.offload, plan.cfg_batched)
-    assert config.vae_tile_latent == plan.vae_tile_latent
-    assert dataclasses.replace(config, offload="none", cfg_batched=True, vae_tile_latent=0) == (
-        RunConfig(size="1080p")
-    )
+def test_vae_tiles_are_sized_for_the_room_the_dit_leaves_when_the_budget_is_tight() -> None:
+    roomy = plan_memory(RunConfig(size="1080p"), INPUT_HW, vram_gb=80)
+    tight = plan_memory(RunConfig(size="1080p"), INPUT_HW, vram_gb=16)
+    assert tight.vae_tile_latent and (roomy.vae_tile_latent or 1000) > tight.vae_tile_latent
+    dit_resident = tight.parts_gb["DiT weights on GPU"]
+    assert tight.vae.estimate_gb <= 16 - 1.0 - dit_resident  # the VAE phase fits beside the DiT
+    assert tight.phases_gb["VAE"] <= 16
 
 
 def test_info_plan_prints_the_peaks_and_refuses_faithful_on_16_gb_when_asked(tmp_path) -> None:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from vidrefine.cli import cli
 from vidrefine.config import RunConfig
 from vidrefine.errors import BadInput
-from vidrefine.geometry import parse_size
+from vidrefine.plan.geometry import parse_size
 from vidrefine.presets import (
     available_presets,
     describe,

@@ -11,9 +11,15 @@ import torch
 from dit_fixtures import TINY_TEXT_DIM, official_dit_tensors, write_official
 from dpm_reference import dpm_step
 
-from generators.flashvideo_stage1 import guidance_scales, sample_stage1_latents
+from generators.flashvideo_stage1 import FlashVideoStage1, guidance_scales, sample_stage1_latents
 from vidrefine.checkpoints import load_dit
+from vidrefine.config import RunConfig
 from vidrefine.errors import BadInput
+from vidrefine.models.vae import CausalVideoVAE
+from vidrefine.pipeline.selftest import TINY_VAE
+from vidrefine.plan.clip import ModelPlacement
+from vidrefine.plugins import check_generator
+from vidrefine.progress import NullProgress
 
 LATENT_SHAPE = (2, 16, 4, 4)  # (T', C, h, w)
 
@@ -116,3 +122,63 @@ def test_default_guidance_is_monotone_and_faithful_is_not_when_built_for_51_step
     assert all(a >= b for a, b in zip(dynamic, dynamic[1:], strict=False))
     assert dynamic[0] == pytest.approx(9.0) and len(dynamic) == len(faithful) == 51
     assert faithful[:3] == pytest.approx([8.287, 4.004, 2.404], abs=1e-3)  # spec §4.3 table
+
+
+# ---- the bundled generator as a plugin: loaded through the shared loader, placed by the plan ----
+
+
+@pytest.fixture(scope="module")
+def stage1_weights(tmp_path_factory):
+    """stage1.pt and 3d-vae.pt, tiny, random and in the official formats."""
+    folder = tmp_path_factory.mktemp("s1weights")
+    write_official(folder / "stage1.pt", official_dit_tensors(stage2=False, seed=4))
+    torch.manual_seed(6)
+    torch.save({"state_dict": CausalVideoVAE(TINY_VAE).state_dict()}, folder / "3d-vae.pt")
+    return folder
+
+
+def tiny_generator() -> FlashVideoStage1:
+    generator = FlashVideoStage1(size_hw=(16, 16), num_frames=5, steps=3, dit_config=None)
+    generator.configure(RunConfig(stage1_guidance="dynamic"))
+    return generator
+
+
+def generate_placed(weights, offload: str):
+    """(clip, whether the DiT's blocks stream) for the tiny generator placed with `offload`."""
+    generator = tiny_generator()
+    placement = ModelPlacement(dtype="fp32", vae_dtype="fp32", offload=offload)
+    generator.load(weights, device=torch.device("cpu"), placement=placement)
+    streamed = bool(generator._dit.blocks[0]._forward_pre_hooks)
+    cond = torch.randn(1, 8, TINY_TEXT_DIM, generator=torch.Generator().manual_seed(2))
+    clip = generator.generate(cond, 7, progress=NullProgress())
+    settings = generator.describe()
+    generator.release()
+    return clip, streamed, settings
+
+
+def test_bundled_generator_satisfies_protocol_2_when_built_by_its_entry_point():
+    generator = FlashVideoStage1()
+    assert check_generator("flashvideo-stage1", FlashVideoStage1) is None
+    assert check_generator("flashvideo-stage1", generator) is None
+    assert generator.dit_config is not None
+    assert generator.latent_shape() == (13, 16, 32, 60)  # known before load, for the plan
+
+
+def test_streamed_stage1_gives_the_resident_clip_when_placed_with_layer_offload(stage1_weights):
+    resident, resident_streams, settings = generate_placed(stage1_weights, "none")
+    streamed, streams, _ = generate_placed(stage1_weights, "layer")
+    assert not resident_streams and streams  # the placement decided, through the shared loader
+    assert resident.frames.shape == (5, 16, 16, 3) and resident.frames.dtype == np.float32
+    assert resident.frames.std() > 0
+    np.testing.assert_array_equal(streamed.frames, resident.frames)
+    np.testing.assert_array_equal(streamed.preview, resident.preview)
+    assert settings["dtype"] == settings["vae_dtype"] == "fp32" and settings["steps"] == 3
+
+
+def test_configure_takes_guidance_and_leaves_precision_to_the_placement():
+    generator = FlashVideoStage1()
+    generator.configure(RunConfig(stage1_cfg_scale=6.0, stage1_guidance="faithful", vram_gb=12))
+    assert (generator.cfg_scale, generator.guidance, generator.vram_gb) == (6.0, "faithful", 12)
+    assert not hasattr(generator, "offload") and not hasattr(generator, "vae_dtype_name")
+    with pytest.raises(BadInput, match="dynamic, faithful"):
+        generator.configure(RunConfig(stage1_guidance="cosine"))

@@ -23,7 +23,7 @@ from vidrefine.cli.batch import find_caption
 from vidrefine.errors import ExitCode
 from vidrefine.io.probe import probe
 from vidrefine.io.reader import read_chunks
-from vidrefine.t2v_manifest import MANIFEST_NAME, caption_for_preview
+from vidrefine.pipeline.t2v_manifest import MANIFEST_NAME, caption_for_preview
 
 REFINED_HW = (64, 64)
 

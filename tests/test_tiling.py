@@ -10,8 +10,10 @@ from vae_fixtures import TINY_WIDTHS, random_official_vae
 
 from vidrefine.config import VAEConfig
 from vidrefine.models.vae import CausalVideoVAE
-from vidrefine.tiling import add_weighted, coverage, plan_split, plan_tiles
-from vidrefine.vae_runner import decode_latents, plan_vae
+from vidrefine.pipeline.blending import add_weighted, coverage, tile_weights
+from vidrefine.pipeline.vae_pass import decode_latents
+from vidrefine.plan.tiling import plan_split, plan_tiles
+from vidrefine.plan.vae import plan_vae
 
 SIZES = [(1, 1), (5, 7), (17, 40), (134, 240), (33, 97)]
 
@@ -27,7 +29,7 @@ def test_blend_weights_sum_to_one_everywhere_when_tiles_overlap(
         total = coverage(plan, scale)
         torch.testing.assert_close(total, torch.ones_like(total), rtol=0, atol=1e-6)
         for t in plan.tiles:
-            w = plan.weights(t, scale)
+            w = tile_weights(plan, t, scale)
             assert w.min() >= 0 and w.max() <= 1 + 1e-7
     for axis in (plan.rows, plan.cols):
         assert axis[0].start == 0 and axis[-1].stop == max(t.stop for t in axis)
@@ -39,7 +41,7 @@ def test_faithful_split_reproduces_the_original_windows_when_decoding_1080p() ->
     plan = plan_split((134, 240), (1, 2), 16)
     assert [(c.start, c.stop) for c in plan.cols] == [(0, 136), (104, 240)]
     assert [(r.start, r.stop) for r in plan.rows] == [(0, 134)]
-    left, right = (plan.weights(t, 8) for t in plan.tiles)
+    left, right = (tile_weights(plan, t, 8) for t in plan.tiles)
     assert left[0, :960].eq(1).all() and left[0, 960:].eq(0).all()  # hard seam at x = 960 px
     assert right[0, : 960 - 832].eq(0).all() and right[0, 960 - 832 :].eq(1).all()
     total = coverage(plan, 8)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from vidrefine.config import VAEConfig
-from vidrefine.live_memory import LiveTensorMemory
 from vidrefine.models.vae import CausalVideoVAE
 from vidrefine.models.vae_blocks import GroupNorm
-from vidrefine.vae_memory import decode_peak_bytes, encode_peak_bytes
+from vidrefine.plan.vae_memory import decode_peak_bytes, encode_peak_bytes
+from vidrefine.runtime.live_memory import LiveTensorMemory
 
 CONFIG = VAEConfig(block_out_channels=(32, 64, 64, 128))  # the official ratios at 1/4 width
 SCALE = CONFIG.block_out_channels[0] / 128

@@ -9,8 +9,9 @@ from vae_fixtures import TINY_WIDTHS, random_official_vae
 from vidrefine.config import VAEConfig
 from vidrefine.errors import BadInput, DoesNotFit
 from vidrefine.models.vae import CausalVideoVAE
-from vidrefine.vae_memory import decode_peak_bytes, encode_peak_bytes, fixed_bytes
-from vidrefine.vae_runner import decode_latents, encode_video, plan_vae
+from vidrefine.pipeline.vae_pass import decode_latents, encode_video
+from vidrefine.plan.vae import plan_vae
+from vidrefine.plan.vae_memory import decode_peak_bytes, encode_peak_bytes, fixed_bytes
 
 GIB = 1024**3
 

@@ -8,10 +8,8 @@ import huggingface_hub
 import pytest
 from click.testing import CliRunner
 
-from vidrefine import weights
-from vidrefine.cli import cli
-from vidrefine.errors import ExitCode, MissingWeights
-from vidrefine.weights import (
+from vidrefine.checkpoints import weights
+from vidrefine.checkpoints.weights import (
     STAGE1,
     STAGE2,
     T5,
@@ -22,6 +20,8 @@ from vidrefine.weights import (
     search_path,
     user_cache_dir,
 )
+from vidrefine.cli import cli
+from vidrefine.errors import ExitCode, MissingWeights
 
 
 @pytest.fixture

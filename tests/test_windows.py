@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from vidrefine.errors import BadInput
-from vidrefine.windows import WindowPlan, slice_windows
+from vidrefine.plan.windows import WindowPlan, slice_windows
 
 
 def numbered_chunks(n: int, chunk: int):

@@ -23,9 +23,17 @@ _LAZY = {
     "load_vae": "vidrefine.checkpoints",
     "load_dit": "vidrefine.checkpoints",
     "load_config": "vidrefine.presets",
-    "RefineJob": "vidrefine.refine",
-    "Refiner": "vidrefine.refine",
-    "refine_files": "vidrefine.batch",
+    "Refiner": "vidrefine.pipeline.api",
+    "RefineJob": "vidrefine.pipeline.refine",
+    "JobResult": "vidrefine.pipeline.refine",
+    "JobFailure": "vidrefine.pipeline.batch",
+    "refine_files": "vidrefine.pipeline.batch",
+    "ClipPlan": "vidrefine.plan.clip",
+    "generate_videos": "vidrefine.pipeline.t2v",
+    "caption_for_preview": "vidrefine.pipeline.t2v_manifest",
+    "write_tiny_weights": "vidrefine.pipeline.selftest",
+    "write_test_clip": "vidrefine.pipeline.selftest",
+    "plan_clip": "vidrefine.plan.clip",
 }
 
 __all__ = ["__version__", *_LAZY]

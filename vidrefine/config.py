@@ -1,8 +1,15 @@
-"""Frozen configuration: model architectures (code, not settings) and the run knobs presets set."""
+"""Frozen configuration: model architectures (code, not settings) and the run knobs presets set.
+
+Every `RunConfig` knob is declared here with its limits, and a `RunConfig` checks them when it
+is built (from a preset, flags or Python), before anything is loaded. Modules that act on a
+knob read its allowed values from here (`VAE_MODES`, `OFFLOADS`, ...) instead of keeping a copy.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
@@ -78,6 +85,67 @@ STAGE1_LATENT_SCALE = 0.7
 STAGE2_LATENT_SCALE = 1.15258426
 
 
+# Allowed values of the run knobs (each used where the knob acts; see the field comments).
+ASPECTS = ("keep", "stretch")
+FPS_MODES = ("source", "fixed8")
+CODECS = ("h264", "hevc")
+PIX_FMTS = ("yuv420p", "yuv420p10le")
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+TIMESTEP_ROUNDINGS = ("bf16", "exact")
+POSTERIORS = ("sample", "mean")
+PRECISIONS = ("bf16", "fp16", "fp32")
+OFFLOADS = ("none", "layer")
+ATTENTION_KERNELS = ("auto", "cudnn", "flash", "efficient", "math")
+VAE_MODES = ("blend", "faithful", "whole")
+STAGE1_GUIDANCE = ("dynamic", "faithful")
+STRENGTH_RANGE = (600, 750)  # degradation step indices the authors suggest (spec §5.2, §9.3)
+
+
+@dataclass(frozen=True)
+class SizeRequest:
+    """What `--size` asked for: a short side (aspect kept) or an exact (height, width)."""
+
+    short_side: int | None = None
+    exact_hw: tuple[int, int] | None = None
+
+
+NAMED_SHORT_SIDES = {"480p": 480, "540p": 540, "720p": 720, "1080p": 1080, "1440p": 1440}
+_SHORT_SIDE = re.compile(r"^\s*(\d+)p\s*$")
+_WXH = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+
+
+def parse_size(text: str) -> SizeRequest:
+    """Parse `--size`: "1080p"-style short sides, or "WIDTHxHEIGHT" (converted to (h, w))."""
+    key = text.strip().lower()
+    if key in NAMED_SHORT_SIDES:
+        return SizeRequest(short_side=NAMED_SHORT_SIDES[key])
+    match = _SHORT_SIDE.match(key)
+    if match:
+        short = int(match.group(1))
+        if not 64 <= short <= 4320:
+            raise BadInput(f"--size {text}: the short side must be between 64p and 4320p")
+        return SizeRequest(short_side=short)
+    match = _WXH.match(key)
+    if match:
+        width, height = int(match.group(1)), int(match.group(2))
+        if not (64 <= width <= 8192 and 64 <= height <= 8192):
+            raise BadInput(f"--size {text}: width and height must be between 64 and 8192")
+        return SizeRequest(exact_hw=(height, width))
+    names = ", ".join(NAMED_SHORT_SIDES)
+    raise BadInput(f"--size {text!r} is not a size; use {names} (any Np) or WIDTHxHEIGHT")
+
+
 def replace(cfg: T, **changes: Any) -> T:
     """Return a copy of frozen dataclass `cfg` with `changes` applied."""
     return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
@@ -134,3 +202,112 @@ class RunConfig:
     # Stage I (`vidrefine t2v`, spec §4).
     stage1_cfg_scale: float = 8.0  # the original's stage-I guidance scale (spec §4.3, §9.2)
     stage1_guidance: str = "dynamic"  # "dynamic" (monotone schedule) | "faithful" (spec §4.3 table)
+
+    def __post_init__(self) -> None:
+        """Check every knob; a float knob given as an int (TOML `shift = 3`) becomes a float."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if "float" in str(f.type) and type(value) is int:
+                object.__setattr__(self, f.name, float(value))
+        check_knobs(dataclasses.asdict(self), source="settings")
+
+
+# Checks of single knob values: each returns a complaint, or None when the value is fine.
+Check = Callable[[Any], "str | None"]
+
+
+def _one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def _between(low: float, high: float) -> Check:
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
+def _size(value: str) -> str | None:
+    try:
+        parse_size(value)
+    except BadInput as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None
+
+
+LIMITS: dict[str, Check] = {
+    "size": _size,
+    "aspect": _one_of(*ASPECTS),
+    "fps_mode": _one_of(*FPS_MODES),
+    "codec": _one_of(*CODECS),
+    "pix_fmt": _one_of(*PIX_FMTS),
+    "crf": _between(0, 51),
+    "encoder_preset": _one_of(*X264_PRESETS),
+    "steps": _between(1, 100),
+    "shift": _between(0.05, 20.0),
+    "cfg_scale": _between(1.0, 50.0),
+    "strength": _between(*STRENGTH_RANGE),
+    "timestep_rounding": _one_of(*TIMESTEP_ROUNDINGS),
+    "seed": _between(0, 2**63 - 1),
+    "posterior": _one_of(*POSTERIORS),
+    "dtype": _one_of("auto", *PRECISIONS),
+    "vae_dtype": _one_of("auto", *PRECISIONS),
+    "vram_gb": lambda v: None if v is None else _between(0.5, 4096.0)(v),
+    "offload": _one_of(*OFFLOADS),
+    "attention": _one_of(*ATTENTION_KERNELS),
+    "window_latent": _between(2, 64),  # >= 2: a window must overlap the next one
+    "window_overlap_latent": _between(1, 63),  # >= 1: latent 0 is never fused (windows.py)
+    "vae_mode": _one_of(*VAE_MODES),
+    "vae_tile_latent": lambda v: None if v == 0 or v >= 8 else "must be 0 (planned) or >= 8",
+    "vae_tile_overlap_latent": _between(0, 64),
+    "vae_chunk_latent": _between(0, 64),
+    "stage1_cfg_scale": _between(1.0, 50.0),
+    "stage1_guidance": _one_of(*STAGE1_GUIDANCE),
+}
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "None": (type(None),),
+}
+
+
+def knob_complaint(key: str, value: Any) -> str | None:
+    """Why `value` cannot be `RunConfig` knob `key` (wrong type or out of its limits), or None."""
+    annotation = {f.name: str(f.type) for f in fields(RunConfig)}[key]
+    kinds = [k.strip() for k in annotation.split("|")]
+    allowed = tuple(t for k in kinds for t in _TYPES.get(k, ()))
+    if isinstance(value, bool) and bool not in allowed:
+        return f"must be {' or '.join(kinds)}, not a boolean"
+    if not isinstance(value, allowed):
+        return f"must be {' or '.join(kinds)}"
+    return LIMITS[key](value) if key in LIMITS else None
+
+
+def check_knobs(
+    data: Mapping[str, Any], *, source: str, names: Mapping[str, str] | None = None
+) -> None:
+    """Raise BadInput naming the first unknown key or bad value and `source` (a file, flags).
+
+    `names` maps keys to what the user typed (e.g. `strength` -> `--strength`).
+    """
+    known = {f.name for f in fields(RunConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise BadInput(
+            f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    for key, value in data.items():
+        complaint = knob_complaint(key, value)
+        if complaint is not None:
+            shown = (names or {}).get(key, key)
+            raise BadInput(f"{source}: {shown} = {value!r}: {complaint}")
+    _check_window(data, source)
+
+
+def _check_window(data: Mapping[str, Any], source: str) -> None:
+    window, overlap = data.get("window_latent"), data.get("window_overlap_latent")
+    if window is not None and overlap is not None and overlap >= window:
+        raise BadInput(
+            f"{source}: window_overlap_latent ({overlap}) must be smaller than "
+            f"window_latent ({window})"
+        )

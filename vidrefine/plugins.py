@@ -7,6 +7,7 @@ never imports one by name, the bundled FlashVideo stage I included (see generato
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,10 +21,12 @@ if TYPE_CHECKING:  # kept out of the import so that `t2v --list-generators` star
     import numpy as np
     import torch
 
+    from vidrefine.config import DiTConfig, RunConfig
     from vidrefine.progress import Progress
 
 GENERATOR_GROUP = "vidrefine.generators"
-API_VERSION = 1  # bump when the protocol below changes incompatibly
+API_VERSION = 2  # bump when the protocol below changes incompatibly (2: dit_config,
+# latent_shape, configure and describe required; load takes the plan's placement)
 
 
 @dataclass(frozen=True)
@@ -42,22 +45,55 @@ class GeneratedClip:
     fps: Fraction
 
 
+class Placement(Protocol):
+    """How a generator's models are loaded: the run plan's `vidrefine.plan.clip.ModelPlacement`.
+
+    Declared here by its fields (the plugin contract stays free of the planner); the same
+    placement serves T5, the generator and stage II.
+    """
+
+    @property
+    def dtype(self) -> str:
+        """Precision of the DiT: "bf16", "fp16" or "fp32" (resolved for the device, never
+        "auto"); `vidrefine.runtime.device.torch_dtype` maps it to a `torch.dtype`.
+        """
+
+    @property
+    def vae_dtype(self) -> str:
+        """Precision of the VAE, named like `dtype`."""
+
+    @property
+    def offload(self) -> str:
+        """Layer streaming: "none", or "layer" (blocks stay in host memory and stream in)."""
+
+    @property
+    def compile(self) -> bool:
+        """Whether transformer blocks are `torch.compile`d."""
+
+
 @runtime_checkable
 class Generator(Protocol):
-    """What a text-to-video generator plugin provides (API version 1).
+    """What a text-to-video generator plugin provides (plugin API version 2).
+
+    Every member is required: vidrefine calls them directly and never probes a generator for
+    optional ones. Before any weight loads, the run reads `dit_config` and (only when it is not
+    None) `latent_shape()` to plan memory, and calls `configure(config)`; neither planning member
+    may depend on `configure`. Then `load(...)`, `generate(...)` once per clip, `describe()` for
+    each clip's manifest entry, and `release()`.
 
     Attributes:
-        api_version: the protocol version the plugin was written for (`API_VERSION`).
+        api_version: the protocol version the plugin was written for (`API_VERSION`, 2);
+            vidrefine refuses any other.
         name: short name shown by `vidrefine t2v --list-generators`.
         size_hw: native output size (height, width) in pixels.
         num_frames: frames per generated clip.
         fps: frame rate of the clip.
-        required_weights: keys of vidrefine's weights table (`vidrefine.weights.BY_KEY`) that
-            must be present before `load`; vidrefine fetches them like its own. () for none.
-
-    Two optional methods are called when present: `configure(config: RunConfig)` before `load`
-    (to read knobs such as `stage1_cfg_scale`), and `describe() -> dict` after generating (JSON
-    settings and model files recorded in the run manifest).
+        required_weights: keys of vidrefine's weights table
+            (`vidrefine.checkpoints.weights.BY_KEY`) that must be present before `load`;
+            vidrefine fetches them like its own. () for none.
+        dit_config: the architecture of the generator's DiT, which the memory plan sizes
+            (weights, activations, layer streaming) together with `latent_shape()`; None when
+            there is nothing to plan (a generator without a DiT).
     """
 
     api_version: int
@@ -66,9 +102,31 @@ class Generator(Protocol):
     num_frames: int
     fps: Fraction
     required_weights: tuple[str, ...]
+    dit_config: DiTConfig | None
 
-    def load(self, weights_dir: Path | None, *, device: torch.device, dtype: torch.dtype) -> None:
-        """Load the weights onto `device`; `weights_dir` is the user's --weights folder or None."""
+    def latent_shape(self) -> tuple[int, int, int, int]:
+        """(T', C, h, w) of the DiT's sampling state, e.g. (13, 16, 32, 60) for 49x256x480.
+
+        Called before `load`, possibly before `configure` (the plan comes first), and only when
+        `dit_config` is not None: a generator without a DiT may raise NotImplementedError here.
+        """
+
+    def configure(self, config: RunConfig) -> None:
+        """Read the run's knobs before `load` (e.g. `stage1_cfg_scale`, `stage1_guidance`,
+        `vae_mode`, `vram_gb`); raise `BadInput` for a value it cannot use.
+        """
+
+    def load(self, weights_dir: Path | None, *, device: torch.device, placement: Placement) -> None:
+        """Load the weights for `device` as the run's plan places them.
+
+        Args:
+            weights_dir: the user's --weights folder, or None (vidrefine's search path).
+            device: where `generate` runs.
+            placement: the plan's decision (a `vidrefine.plan.clip.ModelPlacement`): `dtype`
+                and `vae_dtype` ("bf16", "fp16", "fp32", never "auto"), `offload` ("none", or
+                "layer": transformer blocks stay in host memory and stream to `device`) and
+                `compile`.
+        """
 
     def generate(
         self, prompt_embedding: torch.Tensor, seed: int, *, progress: Progress
@@ -77,6 +135,24 @@ class Generator(Protocol):
 
     def release(self) -> None:
         """Free the weights (device memory included) so that stage II has the device alone."""
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable settings that decided the clip, recorded in the run manifest."""
+
+
+# Every member of `Generator`: data attributes, then methods.
+GENERATOR_ATTRIBUTES = (
+    "api_version",
+    "name",
+    "size_hw",
+    "num_frames",
+    "fps",
+    "required_weights",
+    "dit_config",
+)
+GENERATOR_METHODS = ("latent_shape", "configure", "load", "generate", "release", "describe")
+_LOAD_KEYWORDS = ("device", "placement")
+_ABSENT = object()
 
 
 @dataclass
@@ -96,30 +172,46 @@ class GeneratorEntry:
 
 
 def check_generator(name: str, obj: object) -> str | None:
-    """None when `obj` (a generator or its class) satisfies the protocol, else a one-line reason."""
-    missing = [
-        attr
-        for attr in (
-            "api_version",
-            "name",
-            "size_hw",
-            "num_frames",
-            "fps",
-            "load",
-            "generate",
-            "release",
-        )
-        if not hasattr(obj, attr)
-    ]
-    if missing:
-        return f"generator {name!r} lacks {', '.join(missing)}"
-    version = obj.api_version  # type: ignore[attr-defined]
-    if version != API_VERSION:
+    """None when `obj` (a generator or its class) satisfies the protocol, else a one-line reason.
+
+    The version is checked first, so a plugin written for another version is told that rather
+    than what it lacks. A class is checked for its methods and its class-level `api_version`;
+    its data attributes may be set by `__init__`, so they are checked on the instance
+    (`create_generator` checks the object it creates).
+    """
+    is_class = isinstance(obj, type)
+    version = getattr(obj, "api_version", _ABSENT)
+    if version is not _ABSENT and version != API_VERSION:
         return (
             f"generator {name!r} implements plugin API version {version}; this vidrefine "
             f"supports version {API_VERSION}"
         )
+    attributes = () if is_class else GENERATOR_ATTRIBUTES
+    missing = [a for a in (*attributes, *GENERATOR_METHODS) if not hasattr(obj, a)]
+    if missing:
+        return f"generator {name!r} lacks {', '.join(missing)}"
+    not_callable = [m for m in GENERATOR_METHODS if not callable(getattr(obj, m))]
+    if not_callable:
+        return f"generator {name!r} has {', '.join(not_callable)} that is not callable"
+    keywords = _missing_keywords(obj.load, _LOAD_KEYWORDS)  # type: ignore[attr-defined]
+    if keywords:
+        return (
+            f"generator {name!r} has load() without the keyword(s) {', '.join(keywords)}; "
+            f"plugin API version {API_VERSION} calls load(weights_dir, *, device, placement)"
+        )
     return None
+
+
+def _missing_keywords(function: Callable[..., Any], names: tuple[str, ...]) -> list[str]:
+    """The `names` that `function` cannot take as keyword arguments (none if unknowable)."""
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to say
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [n for n in names if n not in params or params[n].kind not in keyword_kinds]
 
 
 def _inspect(ep: EntryPoint) -> GeneratorEntry:
@@ -180,10 +272,13 @@ def create_generator(name: str, *, entries: dict[str, GeneratorEntry] | None = N
 
 __all__ = [
     "API_VERSION",
+    "GENERATOR_ATTRIBUTES",
     "GENERATOR_GROUP",
+    "GENERATOR_METHODS",
     "GeneratedClip",
     "Generator",
     "GeneratorEntry",
+    "Placement",
     "check_generator",
     "create_generator",
     "discover_generators",

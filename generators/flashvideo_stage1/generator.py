@@ -2,7 +2,8 @@
 
 The DiT is vidrefine's `VideoDiT` in its stage-I configuration, loaded from the official
 stage1.pt with the LoRA merged at load (spec §3.8); the VAE is the same CogVideoX VAE stage II
-uses, at latent scale 0.7 (spec §6.4).
+uses, at latent scale 0.7 (spec §6.4). Both load through `vidrefine.pipeline.loading`, placed as
+the run's plan says (precision, layer streaming, compile), exactly like stage II's models.
 """
 
 from __future__ import annotations
@@ -22,23 +23,25 @@ from generators.flashvideo_stage1.sampler import (
     guidance_scales,
     sample_stage1_latents,
 )
-from vidrefine.checkpoints import load_dit, load_vae
 from vidrefine.config import OFFICIAL_VAE, STAGE1_DIT, STAGE1_LATENT_SCALE, DiTConfig, RunConfig
-from vidrefine.device import resolve_dtype
 from vidrefine.errors import BadInput
-from vidrefine.offload import stream_blocks
-from vidrefine.plugins import API_VERSION, GeneratedClip
+from vidrefine.pipeline.loading import load_transformer, load_vae_for
+from vidrefine.pipeline.vae_pass import decode_latents
+from vidrefine.plan.hardware import HOST_VAE_SHARE
+from vidrefine.plan.vae import plan_vae
+from vidrefine.plugins import API_VERSION, GeneratedClip, Placement
 from vidrefine.progress import NullProgress, Progress
-from vidrefine.vae_runner import decode_latents, plan_vae
+from vidrefine.runtime.device import device_memory, torch_dtype
 
 NATIVE_HW = (256, 480)  # "270p" rounded down to a multiple of 16 (pitfall 1)
 NATIVE_FRAMES = 49  # 13 latent frames: 1 + 4 * 12
 NATIVE_FPS = Fraction(8)  # the original writes every clip at 8 fps (spec §9.2)
 DEFAULT_CFG = 8.0  # spec §4.3, §9.2
+CUDA_VAE_SHARE = 0.9  # without --vram, the decode plans for this share of the free GPU memory
 
 
 class FlashVideoStage1:
-    """FlashVideo's stage-I generator (plugin API version 1).
+    """FlashVideo's stage-I generator (plugin API version 2).
 
     The constructor arguments exist for tests and experiments (a tiny model at a tiny size);
     the entry point builds the defaults, which are the original's.
@@ -50,6 +53,7 @@ class FlashVideoStage1:
     size_hw = NATIVE_HW
     num_frames = NATIVE_FRAMES
     fps = NATIVE_FPS
+    dit_config: DiTConfig | None = STAGE1_DIT
 
     def __init__(
         self,
@@ -60,7 +64,11 @@ class FlashVideoStage1:
         steps: int = STEPS,
         dit_config: DiTConfig | None = STAGE1_DIT,
     ) -> None:
-        """Set the clip geometry; `dit_config=None` accepts the architecture the file holds."""
+        """Set the clip geometry.
+
+        `dit_config=None` accepts whatever architecture stage1.pt holds, and then there is no
+        DiT for the run's memory plan (tests use it with tiny weights).
+        """
         self.size_hw = size_hw
         self.num_frames = num_frames
         self.fps = fps
@@ -69,9 +77,9 @@ class FlashVideoStage1:
         self.cfg_scale = DEFAULT_CFG
         self.guidance = "dynamic"
         self.vae_mode = "blend"
-        self.vae_dtype_name = "auto"
         self.vram_gb: float | None = None
-        self.offload = "none"
+        self.placement: Placement | None = None
+        self._device = torch.device("cpu")
         self._dit: torch.nn.Module | None = None
         self._vae: torch.nn.Module | None = None
         self._dtype = torch.float32
@@ -80,7 +88,10 @@ class FlashVideoStage1:
 
     # -- plugin API ------------------------------------------------------------------------
     def configure(self, config: RunConfig) -> None:
-        """Take the stage-I knobs from the run config (guidance, VAE mode and precision)."""
+        """Take the stage-I knobs from the run config: guidance, VAE mode and memory budget.
+
+        Precision and layer streaming are not read here: `load` gets them from the placement.
+        """
         if config.stage1_guidance not in GUIDANCE_MODES:
             raise BadInput(
                 f"stage1_guidance {config.stage1_guidance!r} is not one of "
@@ -89,9 +100,7 @@ class FlashVideoStage1:
         self.cfg_scale = config.stage1_cfg_scale
         self.guidance = config.stage1_guidance
         self.vae_mode = config.vae_mode
-        self.vae_dtype_name = config.vae_dtype
         self.vram_gb = config.vram_gb
-        self.offload = config.offload
 
     def describe(self) -> dict[str, Any]:
         """The settings that decide the output, for the run manifest."""
@@ -104,26 +113,28 @@ class FlashVideoStage1:
             "guidance": self.guidance,
             "vae_mode": self.vae_mode,
             "latent_scale": STAGE1_LATENT_SCALE,
+            "dtype": self.placement.dtype if self.placement else None,
+            "vae_dtype": self.placement.vae_dtype if self.placement else None,
             "model_files": dict(self.model_files),
         }
 
-    def load(self, weights_dir: Path | None, *, device: torch.device, dtype: torch.dtype) -> None:
-        """Load stage1.pt (LoRA merged) and 3d-vae.pt from vidrefine's weight search path."""
-        from vidrefine.weights import STAGE1, VAE, resolve
+    def load(self, weights_dir: Path | None, *, device: torch.device, placement: Placement) -> None:
+        """Load stage1.pt (LoRA merged) and 3d-vae.pt from vidrefine's weight search path.
+
+        Placed as stage II's models are: offload "layer" keeps the 5.6 B DiT (11 GB in bf16) in
+        host memory and streams its blocks to `device`; the VAE is always on `device`.
+        """
+        from vidrefine.checkpoints.weights import STAGE1, VAE, resolve
 
         paths = resolve((STAGE1, VAE), weights_dir=weights_dir, fetch=False)
-        self._dtype = dtype
-        self._vae_dtype = resolve_dtype(self.vae_dtype_name, device)
-        # offload "layer": the 5.6 B DiT (11 GB in bf16) stays on the host, its blocks stream
-        streamed = self.offload == "layer"
-        load_on = torch.device("cpu") if streamed else device
-        self._dit = load_dit(
-            paths[STAGE1.name], self.dit_config, dtype=dtype, device=load_on, stage=1
+        self.placement = placement
+        self._device = device
+        self._dtype = torch_dtype(placement.dtype)
+        self._vae_dtype = torch_dtype(placement.vae_dtype)
+        self._dit = load_transformer(
+            paths[STAGE1.name], self.dit_config, stage=1, placement=placement, device=device
         )
-        self._dit.eval()
-        if streamed:
-            stream_blocks(self._dit, device)
-        self._vae = load_vae(paths[VAE.name], dtype=self._vae_dtype, device=device).eval()
+        self._vae = load_vae_for(paths[VAE.name], placement, device)
         self.model_files = {"stage1": str(paths[STAGE1.name]), "vae": str(paths[VAE.name])}
 
     def generate(
@@ -149,10 +160,10 @@ class FlashVideoStage1:
 
     def release(self) -> None:
         """Drop the DiT and VAE and return their device memory."""
-        device = next(self._dit.parameters()).device if self._dit is not None else None
+        loaded = self._dit is not None or self._vae is not None
         self._dit = self._vae = None
         gc.collect()
-        if device is not None and device.type == "cuda":
+        if loaded and self._device.type == "cuda":
             torch.cuda.empty_cache()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -161,7 +172,10 @@ class FlashVideoStage1:
         return cfg.latent_channels, cfg.spatial_factor, cfg.temporal_factor
 
     def latent_shape(self) -> tuple[int, int, int, int]:
-        """(T', C, h, w) of the DiT state, e.g. (13, 16, 32, 60) for 49 frames of 256x480."""
+        """(T', C, h, w) of the DiT state, e.g. (13, 16, 32, 60) for 49 frames of 256x480.
+
+        Known before `load` (from the official VAE's factors), as the memory plan needs it.
+        """
         channels, spatial, temporal = self._vae_factors()
         (h, w), frames = self.size_hw, self.num_frames
         multiple = spatial * (self.dit_config.patch_size if self.dit_config else 2)
@@ -182,7 +196,7 @@ class FlashVideoStage1:
         plan = plan_vae(
             self.size_hw,
             self.num_frames,
-            budget_gb=self.vram_gb,
+            budget_gb=self._vae_budget_gb(),
             mode=self.vae_mode,
             dtype_bytes=torch.finfo(self._vae_dtype).bits // 8,
             faithful_splits_hw=(1, 1),  # stage I decodes the whole 32x60 latent (spec §6.5)
@@ -190,3 +204,14 @@ class FlashVideoStage1:
         video = decode_latents(self._vae, z.to(self._vae_dtype), plan)  # (1, 3, T, H, W)
         video = ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0
         return rearrange(video[0], "c t h w -> t h w c").cpu().numpy().astype(np.float32)
+
+    def _vae_budget_gb(self) -> float:
+        """Memory for the decode: --vram when given, else most of what the device has free now
+        (the DiT included), or the host's VAE share on the CPU.
+        """
+        if self.vram_gb is not None:
+            return self.vram_gb
+        if self._device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self._device)
+            return CUDA_VAE_SHARE * free / 1024**3
+        return HOST_VAE_SHARE * device_memory(self._device)[2]

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 import torch
 
-from vidrefine.device import autocast_for
 from vidrefine.errors import BadInput
 from vidrefine.models.text import zero_uncond
 from vidrefine.progress import NullProgress, Progress
+from vidrefine.runtime.device import autocast_for
 from vidrefine.sampling import (
     cfg_velocity,
     dynamic_cfg_scales,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -148,11 +149,11 @@ class InterruptAfterFirstWindow:
 def test_interrupted_run_resumes_and_reuses_its_finished_window_when_rerun(
     tmp_path, weights, monkeypatch
 ):
-    from vidrefine.batch import refine_files
     from vidrefine.config import RunConfig
     from vidrefine.errors import Interrupted
+    from vidrefine.pipeline.batch import refine_files
+    from vidrefine.pipeline.refine import JobResult, RefineJob
     from vidrefine.progress import NullProgress
-    from vidrefine.refine import JobResult, RefineJob
 
     monkeypatch.setenv("VIDREFINE_CACHE", str(tmp_path / "jobs"))
     clip = make_clip(tmp_path / "in.mp4", frames=20, size_hw=(48, 64))
@@ -204,9 +205,9 @@ def test_stage_one_checkpoint_is_refused_as_stage_two_when_passed(tmp_path, weig
 PEAK_SCRIPT = """
 import json, resource, sys
 from pathlib import Path
-from vidrefine.batch import refine_files
+from vidrefine.pipeline.batch import refine_files
 from vidrefine.config import RunConfig
-from vidrefine.refine import RefineJob
+from vidrefine.pipeline.refine import RefineJob
 w = Path(sys.argv[1])
 paths = {n: w / n for n in ("3d-vae.pt", "stage2.pt", "t5-v1_1-xxl")}
 config = RunConfig(size="64p", steps=1, window_latent=4, window_overlap_latent=2,
@@ -285,3 +286,50 @@ def test_batch_reports_a_failing_file_and_refines_the_others_when_one_is_broken(
     assert code != 0 and "1 of 2 clips failed" in text and "Traceback" not in text
     assert probe(tmp_path / "out" / "good_64p.mp4").frame_count == 5
     assert not (tmp_path / "out" / "broken_64p.mp4").exists()
+
+
+def test_info_plan_is_the_plan_upscale_runs_when_given_the_same_file_and_flags(
+    tmp_path, weights, preset
+):
+    clip = make_clip(tmp_path / "in.mp4", frames=20, size_hw=(48, 64), audio=True)
+    flags = ["--preset", str(preset), "--size", "64p"]
+    shown = CliRunner().invoke(cli, ["info", str(clip.path), "--plan", "--json", *flags])
+    assert shown.exit_code == 0, shown.output
+    out = tmp_path / "out.mp4"
+    args = [str(clip.path), "-c", tiny_caption(9), "-o", str(out), "--weights", str(weights)]
+    ran = CliRunner().invoke(cli, ["upscale", *args, "--json", *flags])
+    assert ran.exit_code == 0, ran.output
+    (result,) = json.loads(ran.stdout)
+    assert result["plan"] == json.loads(shown.stdout)
+    assert len(result["plan"]["windows"]) == result["windows"] == 2
+    assert result["frames"] == 20
+
+
+def test_input_is_probed_once_and_output_checked_once_when_one_clip_is_refined(
+    tmp_path, weights, preset, monkeypatch
+):
+    clip = make_clip(tmp_path / "in.mp4", frames=9, size_hw=(48, 64), audio=True)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    opened, temps = [], []
+    real_open, real_mkstemp = av.open, tempfile.mkstemp
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    def counting_mkstemp(*args, **kwargs):
+        temps.append(kwargs.get("dir"))
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting_open)
+    probe(clip.path)
+    opens_per_probe = opened.count(str(clip.path))
+    opened.clear()
+    monkeypatch.setattr(tempfile, "mkstemp", counting_mkstemp)
+    code, text = upscale_tiny(clip.path, folder / "o.mp4", "x y z", weights, preset)
+    assert code == 0, text
+    # one probe, then the decoder and the audio remuxer each open the input once
+    assert opened.count(str(clip.path)) == opens_per_probe + 2
+    # one writability check, then the file being written
+    assert [Path(d) for d in temps if d is not None and Path(d) == folder] == [folder, folder]

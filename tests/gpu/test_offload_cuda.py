@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 
-from vidrefine.config import DiTConfig, RunConfig
+from vidrefine.config import DiTConfig
 from vidrefine.models.dit import VideoDiT
-from vidrefine.offload import stream_blocks, stream_model
-from vidrefine.speed import prepare_dit
+from vidrefine.runtime.offload import stream_blocks, stream_model
+from vidrefine.runtime.placement import place_blocks
 
 pytestmark = [
     pytest.mark.gpu,
@@ -63,7 +63,7 @@ def test_streamed_dit_never_holds_its_blocks_on_the_gpu_at_once_when_prepared() 
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
-    model, streamer, _ = prepare_dit(model, RunConfig(offload="layer"), CUDA)
+    streamer = place_blocks(model, model.blocks, CUDA, offload="layer")
     weights_peak = torch.cuda.max_memory_allocated() - base
     assert streamer is not None
     resident = total - CFG.num_layers * block  # the non-block weights

@@ -17,8 +17,8 @@ def test_json_carries_exact_rates_and_streams_when_asked(tmp_path):
     result = CliRunner().invoke(command, [str(clip.path), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert Fraction(data["fps"]) == Fraction(30000, 1001)
-    assert data["frame_count"] == 6 and len(data["audio"]) == 1
+    assert Fraction(data["avg_frame_rate"]) == Fraction(30000, 1001)
+    assert data["nb_frames"] == "6" and len(data["audio"]) == 1
 
 
 def test_table_names_size_fps_and_audio_when_printed(tmp_path):

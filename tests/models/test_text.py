@@ -11,6 +11,7 @@ from t5_fixtures import TINY_T5_WIDTH, make_tiny_t5, tiny_caption
 
 from vidrefine.errors import MissingWeights
 from vidrefine.models.text import TEXT_LENGTH, EmbeddingCache, T5TextEncoder, zero_uncond
+from vidrefine.runtime.placement import place_blocks
 
 PAD_ID, EOS_ID = 0, 1
 
@@ -158,8 +159,8 @@ def test_streamed_blocks_encode_the_same_and_return_to_the_host_when_streamed(t5
     caption = tiny_caption(12, seed=3)
     plain = T5TextEncoder.from_folder(t5_folder, dtype=torch.float32).encode([caption])
     streamed = T5TextEncoder.from_folder(t5_folder, dtype=torch.float32)
-    blocks = streamed.model.encoder.block
-    streamed.stream_to("cpu")
+    blocks = streamed.blocks
+    streamer = place_blocks(streamed.model, blocks, torch.device("cpu"), offload="layer")
     host = [p.data_ptr() for p in blocks.parameters()]  # the streamer's own host copies
     loads = []  # registered after the streamer's hook: sees the copies the block runs with
     for block in blocks:
@@ -170,5 +171,6 @@ def test_streamed_blocks_encode_the_same_and_return_to_the_host_when_streamed(t5
     torch.testing.assert_close(out.embeddings, plain.embeddings, rtol=0, atol=0)
     assert loads == [True] * len(blocks)  # every block ran on a fresh copy
     assert [p.data_ptr() for p in blocks.parameters()] == host  # and went back to the host
+    streamer.remove()
     streamed.release()
     assert streamed.model is None

@@ -10,7 +10,8 @@ from vae_fixtures import TINY_WIDTHS, random_official_vae
 from vidrefine.config import VAEConfig
 from vidrefine.models.vae import CausalVideoVAE, latent_mean, sample_latent
 from vidrefine.models.vae_blocks import CausalConv3d, CausalStep, GroupNorm, halve_time
-from vidrefine.vae_runner import decode_latents, encode_video, pad_to_plan, plan_vae
+from vidrefine.pipeline.vae_pass import decode_latents, encode_video, pad_to_plan
+from vidrefine.plan.vae import plan_vae
 
 TINY = VAEConfig(block_out_channels=TINY_WIDTHS)
 

@@ -17,7 +17,8 @@ diffusers = pytest.importorskip("diffusers")
 from vae_fixtures import TINY_WIDTHS, to_diffusers_state, write_official_vae  # noqa: E402
 
 from vidrefine.checkpoints import load_vae  # noqa: E402
-from vidrefine.vae_runner import decode_latents, encode_video, plan_vae  # noqa: E402
+from vidrefine.pipeline.vae_pass import decode_latents, encode_video  # noqa: E402
+from vidrefine.plan.vae import plan_vae  # noqa: E402
 
 REL_TOL = 1e-5
 

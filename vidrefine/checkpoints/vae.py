@@ -26,7 +26,7 @@ _DIT_PREFIXES = ("model.diffusion_model.", "mixins.", "transformer.layers.")
 _DIFFUSERS_LEVEL = re.compile(r"^decoder\.up_blocks\.\d+\.resnets\.0\.conv1\.conv\.weight$")
 _REQUIRED = ("encoder.conv_in.conv.weight", "encoder.conv_out.conv.weight")
 
-# diffusers name pattern -> official name template; {L} is resolved with the level count
+# diffusers name pattern -> official name template; {level} is levels-1-k for `up_blocks.k`
 _FROM_DIFFUSERS: tuple[tuple[str, str], ...] = (
     (r"^encoder\.down_blocks\.(\d+)\.resnets\.", r"encoder.down.\1.block."),
     (r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample."),
@@ -38,20 +38,9 @@ _FROM_DIFFUSERS: tuple[tuple[str, str], ...] = (
 )
 
 
-_TO_DIFFUSERS: tuple[tuple[str, str], ...] = (
-    (r"^encoder\.down\.(\d+)\.block\.", r"encoder.down_blocks.\1.resnets."),
-    (r"^encoder\.down\.(\d+)\.downsample\.", r"encoder.down_blocks.\1.downsamplers.0."),
-    (r"^(encoder|decoder)\.mid\.block_1\.", r"\1.mid_block.resnets.0."),
-    (r"^(encoder|decoder)\.mid\.block_2\.", r"\1.mid_block.resnets.1."),
-    (r"^decoder\.up\.(\d+)\.block\.", "decoder.up_blocks.{level}.resnets."),
-    (r"^decoder\.up\.(\d+)\.upsample\.", "decoder.up_blocks.{level}.upsamplers.0."),
-    (r"\.nin_shortcut\.", ".conv_shortcut."),
-)
-
-
-def _rename(name: str, rules: tuple[tuple[str, str], ...], levels: int) -> str:
-    """Apply every matching (pattern, template) rule; {level} counts decoder levels backwards."""
-    for pattern, template in rules:
+def from_diffusers_name(name: str, levels: int) -> str:
+    """Official name of diffusers parameter `name`; decoder `up_blocks.k` is level levels-1-k."""
+    for pattern, template in _FROM_DIFFUSERS:
         match = re.search(pattern, name)
         if match is None:
             continue
@@ -59,16 +48,6 @@ def _rename(name: str, rules: tuple[tuple[str, str], ...], levels: int) -> str:
             template = template.format(level=levels - 1 - int(match.group(1)))
         name = re.sub(pattern, template, name)
     return name
-
-
-def from_diffusers_name(name: str, levels: int) -> str:
-    """Official name of diffusers parameter `name`; decoder `up_blocks.k` is level levels-1-k."""
-    return _rename(name, _FROM_DIFFUSERS, levels)
-
-
-def to_diffusers_name(name: str, levels: int) -> str:
-    """Inverse of `from_diffusers_name` (used to write diffusers folders in tests and tools)."""
-    return _rename(name, _TO_DIFFUSERS, levels)
 
 
 _LEVEL = re.compile(r"^encoder\.down\.(\d+)\.")

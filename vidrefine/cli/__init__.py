@@ -23,7 +23,7 @@ _HERE = Path(__file__).resolve().parent
 
 
 def _available(name: str) -> bool:
-    """A command is listed when its module file is in the package (merged from its branch)."""
+    """A command is listed only when its module file is in the package."""
     return (_HERE / f"{name}.py").is_file()
 
 

@@ -137,7 +137,7 @@ def find_caption(
     sidecar = sidecar_path(input_path)
     if sidecar.is_file():
         return read_caption_file(sidecar), str(sidecar)
-    from vidrefine.t2v_manifest import caption_for_preview, manifest_path
+    from vidrefine.pipeline.t2v_manifest import caption_for_preview, manifest_path
 
     recorded = caption_for_preview(input_path)
     if recorded is not None:

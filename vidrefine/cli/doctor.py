@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from vidrefine.checkpoints.weights import ALL_WEIGHTS, WeightFile, search_path
 from vidrefine.cli.environment import Environment
-from vidrefine.weights import ALL_WEIGHTS, WeightFile, search_path
 
 ENCODERS = ("libx264", "libx265", "aac")
 
@@ -103,7 +103,7 @@ def command(env: Environment, weights: Path | None, selftest: bool) -> None:
 
 def run_selftest_command(env: Environment) -> None:
     """Run the whole stage-II path on tiny random weights and report what it measured."""
-    from vidrefine.selftest import run_selftest
+    from vidrefine.pipeline.selftest import run_selftest
 
     env.note("selftest: refining a generated clip with tiny random models ...")
     report = run_selftest()

@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from vidrefine.checkpoints.weights import ALL_WEIGHTS, BY_KEY, WeightFile, resolve
 from vidrefine.cli.environment import Environment
 from vidrefine.errors import BadInput
-from vidrefine.weights import ALL_WEIGHTS, BY_KEY, WeightFile, resolve
 
 
 def parse_only(text: str | None) -> tuple[WeightFile, ...]:

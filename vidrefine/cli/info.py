@@ -48,8 +48,15 @@ def _rows(info: MediaInfo) -> list[tuple[str, str]]:
 
 @click.command("info")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (fps and time base exact).")
-@click.option("--plan", is_flag=True, help="Predict GPU and host memory of upscaling FILE.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON with ffprobe's field names (plus vidrefine's).",
+)
+@click.option(
+    "--plan", is_flag=True, help="Show the plan of upscaling FILE: sizes, windows, memory."
+)
 @click.option("--preset", metavar="NAME|FILE", help="Preset to plan for (with --plan).")
 @click.option("--size", metavar="SIZE", help="Output size to plan for (with --plan).")
 @click.option("--vram", type=float, metavar="GB", help="GPU memory to plan for (with --plan).")
@@ -64,7 +71,7 @@ def command(
     """Show what FILE holds: size, rotation, exact frame rate, frame count, colour, audio."""
     info = probe(file)
     if plan:
-        print_plan(info.display_hw, preset, size, vram)
+        print_plan(info, preset, size, vram, as_json=as_json)
         return
     if as_json:
         click.echo(json.dumps(info.to_dict(), indent=2))
@@ -81,28 +88,38 @@ def command(
 
 
 def print_plan(
-    display_hw: tuple[int, int], preset: str | None, size: str | None, vram: float | None
+    info: MediaInfo, preset: str | None, size: str | None, vram: float | None, *, as_json: bool
 ) -> None:
-    """The memory plan of upscaling a clip of `display_hw` (vidrefine info FILE --plan)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from vidrefine.planner import plan_memory
+    """The plan `vidrefine upscale` would run for this file (`vidrefine info FILE --plan`)."""
+    from vidrefine.pipeline.devices import device_facts
+    from vidrefine.plan.clip import SourceFacts, plan_clip
     from vidrefine.presets import load_config
 
     config = load_config(preset, {"size": size, "vram_gb": vram})
-    if config.vram_gb is None:
-        config = _with_device_budget(config)
-    memory = plan_memory(config, display_hw)
-    table = Table(title=f"memory plan, preset {preset or 'default'}", show_header=False)
+    plan = plan_clip(SourceFacts.of_media(info), config, device_facts())
+    if as_json:
+        click.echo(json.dumps(plan.to_dict(), indent=2))
+        return
+    _plan_table(plan, preset)
+
+
+def _plan_table(plan, preset: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    memory = plan.memory
+    table = Table(title=f"plan, preset {preset or 'default'}", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
-    h, w = memory.output_hw
+    h, w = plan.geometry.output_hw
+    first, last = plan.windows[0], plan.windows[-1]
     table.add_row("output", f"{w}x{h} ({memory.tokens:,} DiT tokens a sample)")
-    table.add_row("budget", f"{memory.budget_gb:.1f} GB" if memory.budget_gb else "none given")
+    table.add_row("windows", f"{len(plan.windows)} (frames {first.start_frame}-{last.stop_frame})")
+    table.add_row("device", f"{plan.device.name}, budget " + _gb(memory.budget_gb))
+    table.add_row("precision", f"DiT {plan.models.dtype}, VAE {plan.models.vae_dtype}")
     table.add_row("offload", memory.offload)
     table.add_row("guidance", "batched (2 in one call)" if memory.cfg_batched else "in turn")
-    table.add_row("VAE", f"{memory.vae_mode}, tile {memory.vae_tile_latent or 'whole frame'}")
+    table.add_row("VAE", f"{plan.vae.mode}, tile {memory.vae_tile_latent or 'whole frame'}")
     for name, gb in memory.parts_gb.items():
         table.add_row(name, f"{gb:.2f} GB")
     for name, gb in memory.phases_gb.items():
@@ -112,13 +129,5 @@ def print_plan(
     Console(highlight=False, soft_wrap=True).print(table)
 
 
-def _with_device_budget(config):
-    """Plan for the CUDA device's memory when there is one and no --vram was given."""
-    import dataclasses
-
-    import torch
-
-    if not torch.cuda.is_available():
-        return config
-    total = torch.cuda.get_device_properties(0).total_memory / 1024**3
-    return dataclasses.replace(config, vram_gb=total)
+def _gb(value: float | None) -> str:
+    return "none given" if value is None else f"{value:.1f} GB"

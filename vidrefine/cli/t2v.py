@@ -168,8 +168,8 @@ def run_t2v(
     env: Environment,
 ) -> None:
     """Generate every (prompt, seed) preview, then refine each; print where everything went."""
-    from vidrefine.t2v import generate_videos
-    from vidrefine.t2v_manifest import manifest_path
+    from vidrefine.pipeline.t2v import generate_videos
+    from vidrefine.pipeline.t2v_manifest import manifest_path
 
     jobs = generate_videos(
         prompts,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ from vidrefine.cli.environment import Environment
 from vidrefine.cli.options import build_config, print_config, run_options, weights_options
 from vidrefine.config import RunConfig
 from vidrefine.errors import VidrefineError
-from vidrefine.io.probe import probe
 
 
 @click.command(name="upscale")
@@ -39,6 +39,7 @@ from vidrefine.io.probe import probe
 @weights_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--no-resume", is_flag=True, help="Ignore windows kept from an interrupted run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results and plans as JSON.")
 @click.pass_obj
 def command(
     env: Environment,
@@ -50,6 +51,7 @@ def command(
     offline: bool,
     overwrite: bool,
     no_resume: bool,
+    as_json: bool,
     show_config: bool,
     **run_flags: Any,
 ) -> None:
@@ -71,8 +73,6 @@ def command(
         size=config.size,
         overwrite=overwrite,
     )
-    if len(jobs) == 1:
-        probe(jobs[0].input)  # a bad file fails here, before any weights are fetched or loaded
     for warning in short_caption_warnings(jobs):
         env.note(f"warning: {warning}")
     make_output_folders(jobs)
@@ -83,6 +83,7 @@ def command(
         offline=offline,
         overwrite=overwrite,
         resume=not no_resume,
+        as_json=as_json,
         env=env,
     )
 
@@ -95,34 +96,52 @@ def run_refine(
     offline: bool,
     overwrite: bool,
     resume: bool,
+    as_json: bool,
     env: Environment,
 ) -> None:
     """Refine every job with one set of loaded models, then print a summary table."""
-    from vidrefine.batch import JobFailure, refine_files
-    from vidrefine.refine import RefineJob
-    from vidrefine.weights import UPSCALE_WEIGHTS, resolve
+    from vidrefine.checkpoints.weights import UPSCALE_WEIGHTS, resolve
+    from vidrefine.pipeline.batch import JobFailure, probe_jobs, refine_files
+    from vidrefine.pipeline.refine import RefineJob
 
+    clips = probe_jobs([RefineJob(job.input, job.output, job.caption) for job in jobs])
+    if len(clips) == 1 and isinstance(clips[0], JobFailure) and clips[0].cause is not None:
+        raise clips[0].cause  # a bad file fails here, before any weights are fetched or loaded
     paths = resolve(UPSCALE_WEIGHTS, weights_dir=weights_dir, offline=offline, announce=env.note)
-    progress = env.progress()
     results = refine_files(
-        [RefineJob(job.input, job.output, job.caption) for job in jobs],
-        config,
-        paths,
-        overwrite=overwrite,
-        resume=resume,
-        progress=progress,
+        clips, config, paths, overwrite=overwrite, resume=resume, progress=env.progress()
     )
     print_summary(results, env)
+    if as_json:
+        env.stdout.write(json.dumps([result_dict(r) for r in results], indent=2) + "\n")
     failed = [r for r in results if isinstance(r, JobFailure)]
     if failed:
         raise VidrefineError(f"{len(failed)} of {len(results)} clips failed (see above)")
+
+
+def result_dict(result: Any) -> dict[str, Any]:
+    """One job's outcome for `--json`: files, counts, times, and the plan it ran."""
+    from vidrefine.pipeline.batch import JobFailure
+
+    job = {"input": str(result.job.input), "output": str(result.job.output)}
+    if isinstance(result, JobFailure):
+        return {**job, "error": result.error}
+    return {
+        **job,
+        "frames": result.frames,
+        "windows": result.windows,
+        "reused_windows": result.reused_windows,
+        "seconds": result.seconds,
+        "peak_memory_bytes": result.peak_memory_bytes,
+        "plan": result.plan.to_dict(),
+    }
 
 
 def print_summary(results: list[Any], env: Environment) -> None:
     """One row per job: output, size, frames, windows reused, time per phase, peak memory."""
     from rich.table import Table
 
-    from vidrefine.batch import JobFailure
+    from vidrefine.pipeline.batch import JobFailure
 
     table = Table(title="vidrefine upscale", show_lines=False)
     for column in ("input", "output", "size", "frames", "windows", "seconds", "peak GB"):

@@ -62,14 +62,22 @@ def _check_writable(folder: Path, out: Path) -> None:
 def atomic_output(final_path: str | Path, *, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary path beside `final_path`; rename it into place only on success.
 
-    The temporary name keeps the extension (`.clip.vidrefine-tmp-XXXX.mp4`) so muxers pick the
-    same container. On any exception, KeyboardInterrupt included, the temporary file is removed
-    and `final_path` is left as it was.
+    The caller checked the output once (`check_output`) when it planned the job; here only what
+    can have changed since is refused: a file that appeared (without `overwrite`) or a folder
+    that cannot take the temporary file. The temporary name keeps the extension
+    (`.clip.vidrefine-tmp-XXXX.mp4`) so muxers pick the same container. On any exception,
+    KeyboardInterrupt included, the temporary file is removed and `final_path` is left as it was.
     """
-    final = check_output(None, final_path, overwrite=overwrite)
-    fd, temp_name = tempfile.mkstemp(
-        prefix=f".{final.stem}{TEMP_MARKER}", suffix=final.suffix, dir=final.parent
-    )
+    final = Path(final_path)
+    if final.exists() and not overwrite:
+        raise OutputExists(f"{final}: already exists; pass --overwrite to replace it")
+    try:
+        fd, temp_name = tempfile.mkstemp(
+            prefix=f".{final.stem}{TEMP_MARKER}", suffix=final.suffix, dir=final.parent
+        )
+    except OSError as err:
+        where = f"{final}: cannot write in {final.parent}"
+        raise OutputNotWritable(f"{where} ({err.strerror}); choose another folder") from err
     os.close(fd)
     temp = Path(temp_name)
     try:

@@ -84,11 +84,17 @@ class ChunkReader(Iterator[FrameChunk]):
     """
 
     def __init__(
-        self, path: str | Path, chunk_frames: int, *, start_frame: int, apply_rotation: bool
+        self,
+        path: str | Path,
+        chunk_frames: int,
+        *,
+        start_frame: int,
+        apply_rotation: bool,
+        info: MediaInfo | None = None,
     ) -> None:
         if chunk_frames < 1 or start_frame < 0:
             raise ValueError("chunk_frames must be >= 1 and start_frame >= 0")
-        self.info: MediaInfo = probe(path)
+        self.info: MediaInfo = info if info is not None else probe(path)
         self.chunk_frames = chunk_frames
         self.start_frame = start_frame
         self.rotation = self.info.rotation if apply_rotation else 0
@@ -231,11 +237,19 @@ class ChunkReader(Iterator[FrameChunk]):
 
 
 def read_chunks(
-    path: str | Path, chunk_frames: int, *, start_frame: int = 0, apply_rotation: bool = True
+    path: str | Path,
+    chunk_frames: int,
+    *,
+    start_frame: int = 0,
+    apply_rotation: bool = True,
+    info: MediaInfo | None = None,
 ) -> ChunkReader:
     """Decode `path` into FrameChunks of up to `chunk_frames` frames, in presentation order.
 
     Frames before `start_frame` are decoded and dropped (exact for any timing, unlike seeking).
-    Raises BadInput (from probe) for files that cannot be read at all.
+    `info` is the file's probe when the caller has it (else the file is probed here). Raises
+    BadInput (from probe) for files that cannot be read at all.
     """
-    return ChunkReader(path, chunk_frames, start_frame=start_frame, apply_rotation=apply_rotation)
+    return ChunkReader(
+        path, chunk_frames, start_frame=start_frame, apply_rotation=apply_rotation, info=info
+    )

@@ -32,7 +32,7 @@ class Remuxer:
     """
 
     def __init__(self, source: str | Path, out: av.container.OutputContainer, warnings: list[str]):
-        self.path, self._in = open_input(source)
+        _, self._in = open_input(source)
         self._out = out
         self._warnings = warnings
         self._routes: dict[int, _Route] = {}
@@ -44,11 +44,6 @@ class Remuxer:
         self._ahead: av.Packet | None = None
         if self._routes:
             self._packets = self._in.demux([r.source for r in self._routes.values()])
-
-    @property
-    def stream_count(self) -> int:
-        """How many source streams travel into the output."""
-        return len(self._routes)
 
     def _route(self, stream: av.stream.Stream) -> _Route | None:
         """Copy if the muxer takes the codec, else re-encode audio or drop subtitles."""

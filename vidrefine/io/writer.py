@@ -13,8 +13,9 @@ from types import TracebackType
 import av
 import numpy as np
 
+from vidrefine.config import PIX_FMTS
 from vidrefine.errors import BadInput
-from vidrefine.io.atomic import atomic_output, check_output
+from vidrefine.io.atomic import atomic_output
 from vidrefine.io.color import (
     PRIMARIES,
     RANGES,
@@ -28,7 +29,6 @@ from vidrefine.io.color import (
 from vidrefine.io.remux import Remuxer
 
 ENCODERS = {"h264": "libx264", "hevc": "libx265"}
-PIX_FMTS = ("yuv420p", "yuv420p10le")
 # 4:2:0 needs even sizes; odd ones are kept exact by switching to 4:4:4.
 _FULL_CHROMA = {"yuv420p": "yuv444p", "yuv420p10le": "yuv444p10le"}
 # Containers whose index can be moved to the front so playback starts before the download ends.
@@ -40,7 +40,8 @@ class VideoWriter:
 
     Frames are encoded at exactly the pts given (in `time_base`), so variable frame rates survive.
     Nothing appears under `path` until `close()` succeeds; on an exception (KeyboardInterrupt
-    included) the partial file is removed and an existing `path` is left untouched.
+    included) the partial file is removed and an existing `path` is left untouched. The caller
+    checks `path` once when it plans the job (`vidrefine.io.atomic.check_output`).
     """
 
     def __init__(
@@ -60,7 +61,7 @@ class VideoWriter:
         overwrite: bool = False,
     ) -> None:
         _check_settings(codec, pix_fmt, size_hw, rotation)
-        self.path = check_output(audio_from, path, overwrite=overwrite)
+        self.path = Path(path)
         self.size_hw = size_hw
         self.time_base = Fraction(time_base)
         self.fps = Fraction(fps)

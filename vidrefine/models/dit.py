@@ -6,7 +6,7 @@ timestep-like embeddings (latent frame count, degradation step) to the adaLN con
 Parameter names are our own, short and grouped by module (`blocks.{l}.attn.qkv`,
 `blocks.{l}.modulation`, `head.linear`, ...) rather than the official SAT names, which spread one
 layer over three places (`transformer.layers.{l}`, `mixins.adaln_layer.*_list.{l}`, ...). The
-official-name table lives in `vidrefine.checkpoints.dit`, where the fixtures test it.
+official-name table lives in `vidrefine.checkpoints.dit_keys`, where the fixtures test it.
 """
 
 from __future__ import annotations

@@ -114,7 +114,10 @@ def qk_prologue(
 
 
 class JointAttention(nn.Module):
-    """Full attention over [text; video] with per-head qk-LN and RoPE on video tokens only."""
+    """Full attention over [text; video] with per-head qk-LN and RoPE on video tokens only.
+
+    It has no `forward`: `DiTBlock` calls `qkv`, `attend` and `out` in turn (see `attend`).
+    """
 
     def __init__(self, cfg: DiTConfig) -> None:
         """Build fused qkv (rows [q; k; v]), shared-across-heads qk-LN and the output linear."""
@@ -125,17 +128,12 @@ class JointAttention(nn.Module):
         self.k_norm = FP32LayerNorm(cfg.head_dim, eps=QK_NORM_EPS)
         self.out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
-    def forward(self, x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-        """Attend over the joint sequence `x` (B, S, D), text first; returns (B, S, D).
-
-        `rotation` is the RoPE table (S, head_dim/2, 2) of all S tokens (`rope.rope_rotation`).
-        """
-        return self.out(self.attend(self.qkv(x), rotation))
-
     def attend(self, qkv: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
         """Heads attended, from the projected qkv (B, S, 3D) to (B, S, D) before `out`.
 
-        Split out of `forward` so a caller holds neither the input nor qkv longer than needed.
+        The joint sequence is text first; `rotation` is the RoPE table (S, head_dim/2, 2) of all
+        S tokens (`rope.rope_rotation`). `DiTBlock` calls `qkv`, `attend` and `out` one by one
+        so that it holds neither the block input nor qkv longer than needed.
         """
         q, k, v = rearrange(qkv, "b s (three n d) -> three b n s d", three=3, n=self.num_heads)
         q = qk_prologue(q, self.q_norm, rotation, v.dtype)

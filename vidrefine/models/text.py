@@ -99,20 +99,19 @@ class T5TextEncoder:
         self.device: torch.device = next(model.parameters()).device
         self.width: int = model.config.d_model
         self.cache: EmbeddingCache = cache if cache is not None else EmbeddingCache()
-        self._streamer: Any = None
 
-    def stream_to(self, device: str | torch.device) -> None:
-        """Run on `device` with the encoder blocks streamed one at a time from host memory.
-
-        For a T5 loaded on the CPU: the 24 blocks of T5-XXL (9 GB in bf16) stay on the host and
-        about 1 GB (embeddings and two blocks) is on the device at a time.
+    def set_device(self, device: str | torch.device) -> None:
+        """Send token ids to `device`: for an encoder whose blocks the caller placed there
+        (e.g. streamed from host memory by `vidrefine.runtime.placement`).
         """
-        from vidrefine.offload import stream_model
+        self.device = torch.device(device)
 
+    @property
+    def blocks(self) -> torch.nn.ModuleList:
+        """The encoder's transformer blocks (what layer streaming moves)."""
         if self._model is None:
             raise RuntimeError("T5TextEncoder.release() was called; load it again to encode")
-        self.device = torch.device(device)
-        self._streamer = stream_model(self._model, self._model.encoder.block, self.device)
+        return self._model.encoder.block
 
     @classmethod
     def from_folder(
@@ -192,9 +191,6 @@ class T5TextEncoder:
 
     def release(self) -> None:
         """Free the T5 weights (device memory included); cached embeddings stay usable."""
-        if self._streamer is not None:
-            self._streamer.remove()
-            self._streamer = None
         self._model = None
         gc.collect()
         if self.device.type == "cuda":

@@ -46,7 +46,7 @@ def sample_euler(
         x: start state (the noised low-res latent at t=0), any layout.
         t_grid: (N + 1,) increasing flow times.
         callback: called as callback(k, t_grid[k + 1], x) after each step; a returned tensor
-            replaces x (used to fuse overlapping windows), None keeps it.
+            replaces x (this is how overlapping windows are fused), None keeps it.
 
     Returns:
         The state at t_grid[-1].

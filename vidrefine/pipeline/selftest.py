@@ -101,6 +101,31 @@ def make_tiny_t5(folder: str | Path, *, seed: int = 0, vocab_size: int = 200) ->
     return folder
 
 
+TINY_STAGE1 = DiTConfig(hidden_size=128, num_layers=2, num_heads=2, text_dim=TINY_T5_WIDTH)
+
+
+def write_tiny_weights(folder: str | Path, *, seed: int = 0) -> Path:
+    """Random-weight stand-ins for every official file, in the official formats.
+
+    stage1.pt, stage2.pt, 3d-vae.pt and a t5-v1_1-xxl folder, all tiny (for demos and CI; the
+    pictures they make are noise). Returns `folder`.
+    """
+    from vidrefine.checkpoints.dit_keys import to_official
+    from vidrefine.models.dit import VideoDiT
+    from vidrefine.models.vae import CausalVideoVAE
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    make_tiny_t5(folder / "t5-v1_1-xxl", seed=seed)
+    torch.manual_seed(seed)
+    for name, config in (("stage1.pt", TINY_STAGE1), ("stage2.pt", TINY_DIT)):
+        state = VideoDiT(config).state_dict()
+        module = {f"model.diffusion_model.{to_official(k)}": v for k, v in state.items()}
+        torch.save({"module": module}, folder / name)
+    torch.save({"state_dict": CausalVideoVAE(TINY_VAE).state_dict()}, folder / "3d-vae.pt")
+    return folder
+
+
 def write_test_clip(path: Path, *, frames: int = 20, size_hw: tuple[int, int] = (48, 64)) -> None:
     """A moving gradient with a stereo tone, H.264 + AAC, 12 fps."""
     import av
@@ -134,7 +159,10 @@ def run_selftest(
     from vidrefine.models.dit import VideoDiT
     from vidrefine.models.text import T5TextEncoder
     from vidrefine.models.vae import CausalVideoVAE
-    from vidrefine.refine import RefineJob, Refiner, StageTwoModels
+    from vidrefine.pipeline.devices import device_facts
+    from vidrefine.pipeline.loading import StageTwoModels
+    from vidrefine.pipeline.refine import ClipRefiner, RefineJob
+    from vidrefine.plan.clip import SourceFacts, plan_clip
 
     config = config or SELFTEST_CONFIG
     device = device or torch.device("cpu")
@@ -155,9 +183,12 @@ def run_selftest(
             dtype=torch.float32,
             vae_dtype=torch.float32,
         )
-        refiner = Refiner(models, replace(config, seed=0), lambda _caption: states)
-        refiner.refine(RefineJob(clip, output, caption), resume=False)
-        source, result = probe(clip), probe(output)
+        config = replace(config, seed=0)
+        source = probe(clip)
+        plan = plan_clip(SourceFacts.of_media(source), config, device_facts(device))
+        refiner = ClipRefiner(models, config, lambda _caption: states)
+        refiner.refine_file(RefineJob(clip, output, caption), plan, source, resume=False)
+        result = probe(output)
     report = SelftestReport(
         source.frame_count,
         result.frame_count,

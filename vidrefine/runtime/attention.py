@@ -13,9 +13,10 @@ from collections.abc import Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from vidrefine.config import ATTENTION_KERNELS
 from vidrefine.errors import BadInput
 
-CHOICES = ("auto", "cudnn", "flash", "efficient", "math")
+CHOICES = ATTENTION_KERNELS
 
 # aten operator name fragment -> kernel name shown to users
 _KERNEL_OPS = (

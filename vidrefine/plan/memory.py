@@ -1,6 +1,6 @@
 """Memory planner: predict GPU and host memory of a stage-II run before any weight is loaded.
 
-Arithmetic only (the VAE tile choice reuses `vae_runner.plan_vae`, imported when needed), so
+Arithmetic only (the VAE's tiles and chunks come from `plan.vae.plan_vae`), so
 `vidrefine info FILE --plan` answers in a second. Budgets are GiB (1024^3 bytes), like `--vram`.
 
 Terms of the prediction (docs/performance.md has the worked 1080p numbers):
@@ -9,8 +9,8 @@ Terms of the prediction (docs/performance.md has the worked 1080p numbers):
     GPU (T5: embeddings + 2 of 24 blocks, about 1 GB in bf16);
   * DiT activations: tokens S = T*(H/16)*(W/16) + 226 per sample, B = 2 with batched guidance;
     flash/cuDNN/CPU-flash attention keeps no S x S matrix, so the working set is linear:
-    c * B * S * D bytes with c = 15 under bf16/fp16 autocast and 29 in plain fp32 (36 and 60
-    before the blocks freed their temporaries early and sliced the MLP), plus the RoPE table,
+    c * B * S * D bytes with c = 15 under bf16/fp16 autocast and 29 in plain fp32 (the blocks
+    free their temporaries early and slice the MLP), plus the RoPE table,
     measured with `LiveTensorMemory` on the CPU (tests/test_planner.py re-measures it);
   * VAE: `vae_memory` per pass plus the clip accumulator, for the tiles `plan_vae` picks;
   * runtime: CUDA context, cuBLAS/cuDNN workspaces and allocator slack, a flat 1.0 GiB.
@@ -23,8 +23,11 @@ from dataclasses import dataclass, field
 
 from vidrefine.config import STAGE2_DIT, DiTConfig, RunConfig
 from vidrefine.errors import DoesNotFit
-from vidrefine.geometry import plan_geometry
-from vidrefine.vae_memory import OFFICIAL_PARAMS as VAE_PARAMS
+from vidrefine.plan.chunking import TIME_FACTOR
+from vidrefine.plan.geometry import OutputGeometry
+from vidrefine.plan.hardware import HOST_VAE_SHARE, DeviceFacts
+from vidrefine.plan.vae import VAEPlan, plan_vae
+from vidrefine.plan.vae_memory import OFFICIAL_PARAMS as VAE_PARAMS
 
 GB = 1024**3
 T5_XXL_PARAMS = 4_762_310_656  # T5EncoderModel(t5-v1_1-xxl config) parameter count
@@ -92,17 +95,30 @@ def dit_activation_bytes(tokens: int, batch: int, cfg: DiTConfig, *, autocast: b
 
 
 @dataclass(frozen=True)
+class MemoryInputs:
+    """What the memory plan is made of: the output geometry, the window, precisions, the device."""
+
+    geometry: OutputGeometry
+    window_latent: int
+    dtype: str  # resolved: "bf16" | "fp16" | "fp32"
+    vae_dtype: str
+    device: DeviceFacts
+    stage1: tuple[DiTConfig, int] | None = None  # t2v: the generator's DiT and tokens a sample
+
+    @property
+    def frames(self) -> int:
+        """Pixel frames of one window."""
+        return 1 + TIME_FACTOR * (self.window_latent - 1)
+
+
+@dataclass(frozen=True)
 class MemoryPlan:
     """A predicted run: the choices made and the GiB each phase needs on the GPU and host."""
 
-    output_hw: tuple[int, int]
-    model_hw: tuple[int, int]
     tokens: int
     offload: str
     cfg_batched: bool
-    vae_mode: str
-    vae_tile_latent: int  # decode tile side (latents); 0 = whole frame
-    vae_chunk_latent: int
+    vae: VAEPlan
     budget_gb: float | None
     phases_gb: dict[str, float] = field(default_factory=dict)  # "T5", "DiT", "VAE"
     parts_gb: dict[str, float] = field(default_factory=dict)
@@ -113,46 +129,48 @@ class MemoryPlan:
         """The largest phase."""
         return max(self.phases_gb.values())
 
+    @property
+    def vae_tile_latent(self) -> int:
+        """Side of the largest decode tile in latents; 0 = whole frame."""
+        tiles = self.vae.decode_tiles
+        return 0 if len(tiles.tiles) <= 1 else max(tiles.tile_hw)
+
     def line(self) -> str:
         """One log line for the start of a run."""
-        h, w = self.output_hw
         cfg = "CFG batched" if self.cfg_batched else "CFG in turn"
-        tile = f"VAE {self.vae_mode} tiles {self.vae_tile_latent or 'whole'}"
+        tile = f"VAE {self.vae.mode} tiles {self.vae_tile_latent or 'whole'}"
         budget = f" of {self.budget_gb:.1f}" if self.budget_gb else " (no budget given)"
         phases = ", ".join(f"{k} {v:.1f}" for k, v in self.phases_gb.items())
         return (
-            f"plan: {w}x{h}, {self.tokens:,} tokens a sample, {cfg}, offload {self.offload}, "
-            f"{tile}: GPU peak {self.gpu_peak_gb:.1f} GB{budget} ({phases}), "
-            f"host {self.host_gb:.1f} GB"
+            f"{self.tokens:,} tokens a sample, {cfg}, offload {self.offload}, {tile}: "
+            f"GPU peak {self.gpu_peak_gb:.1f} GB{budget} ({phases}), host {self.host_gb:.1f} GB"
         )
 
 
 def plan_memory(
-    config: RunConfig,
-    input_hw: tuple[int, int],
-    *,
-    vram_gb: float | None = None,
-    stage1: tuple[DiTConfig, int] | None = None,
+    config: RunConfig, inputs: MemoryInputs, *, offload: str | None = None
 ) -> MemoryPlan:
-    """The fastest plan that fits `vram_gb` (default `config.vram_gb`; None = no fitting).
+    """The fastest plan that fits the device's budget (`--vram`, else its memory; CPU: none).
 
     Tried in order: everything resident with batched guidance, then guidance in turn, then
-    layer streaming; the preset's `offload`/`cfg_batched` rule out faster options. Raises
-    DoesNotFit naming what is too big when no option fits. `stage1` (a generator's DiT config
-    and tokens a sample) adds the "stage I" phase of `vidrefine t2v`: its DiT with batched
-    guidance, streamed like stage II's when the plan streams.
+    layer streaming; the preset's `offload`/`cfg_batched` and a fixed `offload` (a batch whose
+    models are loaded once) rule out options. Raises DoesNotFit naming what is too big when
+    nothing fits. `inputs.stage1` adds the "stage I" phase of `vidrefine t2v`: the generator's
+    DiT with batched guidance, streamed like stage II's when the plan streams.
     """
-    budget = vram_gb if vram_gb is not None else config.vram_gb
+    budget = inputs.device.budget_gb(config.vram_gb)
     options = [
         (off, batched)
         for off, batched in PLAN_ORDER
-        if (config.offload == "none" or off == "layer") and (config.cfg_batched or not batched)
+        if (config.offload == "none" or off == "layer")
+        and (config.cfg_batched or not batched)
+        and offload in (None, off)
     ]
     smallest: MemoryPlan | None = None
     failure = ""
-    for offload, batched in options:
+    for off, batched in options:
         try:
-            plan = _plan_one(config, input_hw, budget, offload, batched, stage1)
+            plan = _plan_one(config, inputs, budget, off, batched)
         except DoesNotFit as exc:
             failure = str(exc)
             continue
@@ -182,85 +200,69 @@ def _dit_weights_gb(cfg: DiTConfig, offload: str, dtype_bytes: int) -> tuple[flo
     return everything, blocks, on_gpu
 
 
-def _plan_one(
-    config: RunConfig,
-    input_hw: tuple[int, int],
-    budget: float | None,
-    offload: str,
-    batched: bool,
-    stage1: tuple[DiTConfig, int] | None = None,
-) -> MemoryPlan:
-    from vidrefine.vae_runner import plan_vae
-
-    geometry = plan_geometry(input_hw, config.size, aspect=config.aspect)
-    dit_b = DTYPE_BYTES.get(config.dtype, 2)  # "auto" is bf16 on CUDA
-    vae_b = DTYPE_BYTES.get(config.vae_dtype, 2)
-    frames = 4 * (config.window_latent - 1) + 1
-    latent_hw = (geometry.model_hw[0] // 8, geometry.model_hw[1] // 8)
-    tokens = dit_tokens(config.window_latent, latent_hw)
-    dit_all, blocks, dit_resident = _dit_weights_gb(STAGE2_DIT, offload, dit_b)
-    batch = 2 if batched else 1
-    act = dit_activation_bytes(tokens, batch, STAGE2_DIT, autocast=dit_b == 2) / GB
-    vae_w = VAE_PARAMS * vae_b / GB
-    vae_room = None if budget is None else budget - RUNTIME_GB - dit_resident
-    if vae_room is not None and vae_room <= vae_w:
-        raise DoesNotFit(f"the DiT's {dit_resident:.1f} GB leave no room for the VAE")
-    vae_plan = plan_vae(
-        geometry.model_hw,
-        frames,
-        budget_gb=vae_room if vae_room is not None else 1e9,
+def _vae_plan(config: RunConfig, inputs: MemoryInputs, room_gb: float | None) -> VAEPlan:
+    """The VAE's tiles and chunks for one window in `room_gb` (None: the host's share, CPU)."""
+    if room_gb is None:
+        room_gb = HOST_VAE_SHARE * inputs.device.host_memory_gb
+    return plan_vae(
+        inputs.geometry.model_hw,
+        inputs.frames,
+        budget_gb=room_gb,
         mode=config.vae_mode,
         tile_latent=config.vae_tile_latent,
         overlap_latent=config.vae_tile_overlap_latent,
         chunk_latent=config.vae_chunk_latent,
-        dtype_bytes=vae_b,
+        dtype_bytes=DTYPE_BYTES[inputs.vae_dtype],
     )
+
+
+def _plan_one(
+    config: RunConfig, inputs: MemoryInputs, budget: float | None, offload: str, batched: bool
+) -> MemoryPlan:
+    dit_b, vae_b = DTYPE_BYTES[inputs.dtype], DTYPE_BYTES[inputs.vae_dtype]
+    tokens = dit_tokens(inputs.window_latent, inputs.geometry.latent_hw)
+    dit_all, blocks, dit_resident = _dit_weights_gb(STAGE2_DIT, offload, dit_b)
+    act = dit_activation_bytes(tokens, 2 if batched else 1, STAGE2_DIT, autocast=dit_b == 2) / GB
+    vae_w = VAE_PARAMS * vae_b / GB
+    vae_room = None if budget is None else budget - RUNTIME_GB - dit_resident
+    if vae_room is not None and vae_room <= vae_w:
+        raise DoesNotFit(f"the DiT's {dit_resident:.1f} GB leave no room for the VAE")
+    vae = _vae_plan(config, inputs, vae_room)
     t5 = T5_XXL_PARAMS * dit_b / GB
-    t5_resident = (
-        t5 if offload == "none" else t5 - (T5_XXL_BLOCKS - 2) * T5_XXL_BLOCK_PARAMS * dit_b / GB
-    )
+    streamed_t5 = (T5_XXL_BLOCKS - 2) * T5_XXL_BLOCK_PARAMS * dit_b / GB
+    t5_resident = t5 if offload == "none" else t5 - streamed_t5
     phases = {
         "T5": t5_resident + T5_WORKING_GB + RUNTIME_GB,
         "DiT": dit_resident + vae_w + act + RUNTIME_GB,
-        "VAE": dit_resident + vae_plan.estimate_gb + RUNTIME_GB,
+        "VAE": dit_resident + vae.estimate_gb + RUNTIME_GB,
     }
     parts = {"T5 weights on GPU": t5_resident, "DiT weights on GPU": dit_resident}
     parts |= {"DiT activations": act}
-    parts |= {"VAE weights": vae_w, "VAE pass + accumulator": vae_plan.estimate_gb - vae_w}
+    parts |= {"VAE weights": vae_w, "VAE pass + accumulator": vae.estimate_gb - vae_w}
     parts |= {"runtime": RUNTIME_GB}
     loaded = dit_all
-    if stage1 is not None:  # t2v: the generator runs first, guidance batched ([uc; c])
-        s1_cfg, s1_tokens = stage1
+    if inputs.stage1 is not None:  # t2v: the generator runs first, guidance batched ([uc; c])
+        s1_cfg, s1_tokens = inputs.stage1
         s1_all, _, s1_resident = _dit_weights_gb(s1_cfg, offload, dit_b)
         s1_act = dit_activation_bytes(s1_tokens, 2, s1_cfg, autocast=dit_b == 2) / GB
         phases["stage I"] = s1_resident + vae_w + s1_act + RUNTIME_GB
         parts |= {"stage-I weights on GPU": s1_resident, "stage-I activations": s1_act}
         loaded = max(dit_all, s1_all)
+    running = (inputs.geometry.output_hw, inputs.frames, blocks if offload == "layer" else 0.0)
     return MemoryPlan(
-        output_hw=geometry.output_hw,
-        model_hw=geometry.model_hw,
         tokens=tokens,
         offload=offload,
         cfg_batched=batched,
-        vae_mode=vae_plan.mode,
-        vae_tile_latent=_tile(vae_plan),
-        vae_chunk_latent=vae_plan.decode_chunk_latent,
+        vae=vae,
         budget_gb=budget,
         phases_gb=phases,
         parts_gb=parts,
-        host_gb=_host_gb(geometry.output_hw, frames, loaded, blocks, t5, offload),
+        host_gb=_host_gb(*running, loading=max(t5, loaded)),
     )
 
 
-def _tile(vae_plan) -> int:
-    tiles = vae_plan.decode_tiles.tiles
-    if len(tiles) <= 1:
-        return 0
-    return max(max(t.y.stop - t.y.start, t.x.stop - t.x.start) for t in tiles)
-
-
 def _host_gb(
-    output_hw: tuple[int, int], frames: int, dit: float, blocks: float, t5: float, offload: str
+    output_hw: tuple[int, int], frames: int, streamed_gb: float, *, loading: float
 ) -> float:
     """Host RAM: the larger of loading (a checkpoint read whole, T5 as stored) and running.
 
@@ -268,14 +270,5 @@ def _host_gb(
     two queued for the background writer: ~4 windows of uint8) plus streamed blocks when set.
     """
     window = frames * output_hw[0] * output_hw[1] * 3 / GB
-    running = 4 * window + (blocks if offload == "layer" else 0.0) + 1.0  # + Python, torch, av
-    loading = max(t5, dit) + 1.0
-    return max(loading, running)
-
-
-def apply_plan(config: RunConfig, plan: MemoryPlan) -> RunConfig:
-    """`config` with the plan's choices: offload, guidance batching and, when planned, tiles."""
-    changes: dict = {"offload": plan.offload, "cfg_batched": plan.cfg_batched}
-    if config.vae_mode == "blend" and config.vae_tile_latent == 0 and plan.vae_tile_latent:
-        changes["vae_tile_latent"] = plan.vae_tile_latent
-    return dataclasses.replace(config, **changes)
+    running = 4 * window + streamed_gb + 1.0  # + Python, torch, av
+    return max(loading + 1.0, running)

@@ -7,23 +7,13 @@ aspect kept, pads to a multiple of 16 and crops the result back.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from vidrefine.config import ASPECTS, OFFICIAL_VAE, STAGE2_DIT, SizeRequest, parse_size
 from vidrefine.errors import BadInput
 
-MODEL_MULTIPLE = 16  # 8x VAE downsampling times the DiT's 2x2 patch
-_NAMED_SHORT_SIDES = {"480p": 480, "540p": 540, "720p": 720, "1080p": 1080, "1440p": 1440}
-_SHORT_SIDE = re.compile(r"^\s*(\d+)p\s*$")
-_WXH = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
-
-
-@dataclass(frozen=True)
-class SizeRequest:
-    """What the user asked for: a short side (aspect kept) or an exact (height, width)."""
-
-    short_side: int | None = None
-    exact_hw: tuple[int, int] | None = None
+SPATIAL = OFFICIAL_VAE.spatial_factor  # pixels per latent
+MODEL_MULTIPLE = SPATIAL * STAGE2_DIT.patch_size  # 8x VAE downsampling times the 2x2 patch
 
 
 @dataclass(frozen=True)
@@ -45,36 +35,16 @@ class OutputGeometry:
 
     @property
     def latent_hw(self) -> tuple[int, int]:
-        """Latent grid of the padded model input (8x VAE downsampling)."""
-        return self.model_hw[0] // 8, self.model_hw[1] // 8
-
-
-def parse_size(text: str) -> SizeRequest:
-    """Parse `--size`: "1080p"-style short sides, or "WIDTHxHEIGHT" (converted to (h, w))."""
-    key = text.strip().lower()
-    if key in _NAMED_SHORT_SIDES:
-        return SizeRequest(short_side=_NAMED_SHORT_SIDES[key])
-    match = _SHORT_SIDE.match(key)
-    if match:
-        short = int(match.group(1))
-        if not 64 <= short <= 4320:
-            raise BadInput(f"--size {text}: the short side must be between 64p and 4320p")
-        return SizeRequest(short_side=short)
-    match = _WXH.match(key)
-    if match:
-        width, height = int(match.group(1)), int(match.group(2))
-        if not (64 <= width <= 8192 and 64 <= height <= 8192):
-            raise BadInput(f"--size {text}: width and height must be between 64 and 8192")
-        return SizeRequest(exact_hw=(height, width))
-    names = ", ".join(_NAMED_SHORT_SIDES)
-    raise BadInput(f"--size {text!r} is not a size; use {names} (any Np) or WIDTHxHEIGHT")
+        """Latent grid of the padded model input."""
+        return self.model_hw[0] // SPATIAL, self.model_hw[1] // SPATIAL
 
 
 def _round_to(value: float, multiple: int) -> int:
     return max(multiple, int(round(value / multiple)) * multiple)
 
 
-def _ceil_to(value: int, multiple: int) -> int:
+def ceil_to(value: int, multiple: int) -> int:
+    """Smallest multiple of `multiple` that is >= `value`."""
     return -(-value // multiple) * multiple
 
 
@@ -84,8 +54,8 @@ def plan_geometry(input_hw: tuple[int, int], size: str, *, aspect: str = "keep")
     `aspect="keep"` scales so the short side matches (even sizes, for yuv420p) and pads to 16.
     `aspect="stretch"` resizes straight to the request rounded down to 16, as the original does.
     """
-    if aspect not in ("keep", "stretch"):
-        raise BadInput(f"aspect must be 'keep' or 'stretch', not {aspect!r}")
+    if aspect not in ASPECTS:
+        raise BadInput(f"aspect must be one of {', '.join(ASPECTS)}, not {aspect!r}")
     request = parse_size(size)
     in_h, in_w = input_hw
     if request.exact_hw is not None:
@@ -103,5 +73,8 @@ def plan_geometry(input_hw: tuple[int, int], size: str, *, aspect: str = "keep")
         )
         return OutputGeometry(input_hw, model_hw, model_hw)
     resize_hw = (_round_to(target_h, 2), _round_to(target_w, 2))
-    model_hw = (_ceil_to(resize_hw[0], MODEL_MULTIPLE), _ceil_to(resize_hw[1], MODEL_MULTIPLE))
+    model_hw = (ceil_to(resize_hw[0], MODEL_MULTIPLE), ceil_to(resize_hw[1], MODEL_MULTIPLE))
     return OutputGeometry(input_hw, resize_hw, model_hw)
+
+
+__all__ = ["OutputGeometry", "SizeRequest", "ceil_to", "parse_size", "plan_geometry"]

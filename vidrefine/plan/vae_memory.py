@@ -13,13 +13,13 @@ ones, decode and encode alike).
 
 Decoder: 256 channels at full resolution after `up.1`; three full-size tensors of 256 x b bytes
 per pixel-frame at the peak conv (the block input is shared with the next block), a 1.5 margin
-for the padded frames (F + 2) and allocator slack (calibrated on the CPU in fp32, where this
-formula gave the same bytes as the one it replaced: measured/estimated 0.90 whole, 1.04 with
-2-latent chunks, 1.13 with 8-latent tiles, benchmarks/RESULTS.md), plus the causal caches and
-per-pixel overheads, about 6144 bytes per output pixel in fp32 (2 frames for each 3x3x3 conv
-across the levels, with the tile blending temporaries). That term is counted at 4 bytes a value
-whatever the dtype (`CACHE_BYTES`): scaled to bf16 it left an 8-latent-tile bf16 run at 1.33x
-its estimate, counted at 4 bytes the same run is at 0.97 and whole frames at 0.76.
+for the padded frames (F + 2) and allocator slack (calibrated on the CPU in fp32:
+measured/estimated 0.90 whole, 1.04 with 2-latent chunks, 1.13 with 8-latent tiles,
+benchmarks/RESULTS.md), plus the causal caches and per-pixel overheads, about 6144 bytes per
+output pixel in fp32 (2 frames for each 3x3x3 conv across the levels, with the tile blending
+temporaries). That term is counted at 4 bytes a value whatever the dtype (`CACHE_BYTES`): so
+counted, an 8-latent-tile bf16 run measures 0.97 of its estimate and whole frames 0.76, whereas
+with the term scaled by b the tiled run measures 1.33x its estimate.
   decode_peak = 1.5 * 256 * 3b * F * Hp * Wp + 6144 * 4 * Hp * Wp
   e.g. 9 frames (the first chunk of [0:3]) at 1072 x 1920 in bf16: 39.7 + 47.1 = 86.9 GiB; the
   original's half-width tile (1072 x 1088 px) 49.2 GiB (the spec's 80 GB cards split the width
@@ -29,8 +29,7 @@ Encoder: 128 channels at full resolution (`conv_in`, `down.0`), 3.5 x b bytes pe
 pixel-frame at the peak (measured 3.3 b in fp32 and bf16), margin 1.5, caches about
 2 * 7 * 128 values per pixel, rounded to 2048, at 4 bytes.
   encode_peak = 1.5 * 128 * 3.5b * F * Hp * Wp + 2048 * 4 * Hp * Wp
-  e.g. 17 frames at 1072 x 1920 in bf16: 59.5 GiB (83 GiB before the blocks stopped keeping
-  fp32 copies and temporaries alive).
+  e.g. 17 frames at 1072 x 1920 in bf16: 59.5 GiB.
 
 Both scale with the channel width: for another config multiply by block_out_channels[0] / 128.
 The pixel accumulator (3 x T x H x W fp32) and the weights (215.6 M params * b) come on top.

@@ -1,4 +1,4 @@
-"""Spatial tile plans in latent coordinates and their feathered blend weights (pure tensor ops).
+"""Spatial tile plans in latent coordinates (pure; the blend weights are `pipeline.blending`).
 
 A plan is a grid: `rows` (height) x `cols` (width) of `AxisTile`s. Along one axis each tile reads a
 latent window and owns positions through a weight that rises over its `fade_in` span and falls over
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import torch
 
 RAMPS = ("linear", "cosine", "hard")
 
@@ -63,38 +61,6 @@ class TilePlan:
             max(t.stop - t.start for t in self.rows),
             max(t.stop - t.start for t in self.cols),
         )
-
-    def weights(self, tile: Tile, scale: int = 1) -> torch.Tensor:
-        """Blend weights (h, w) float32 over `tile`'s window at `scale`."""
-        wy = axis_weights(tile.y, scale, self.ramp)
-        wx = axis_weights(tile.x, scale, self.ramp)
-        return wy[:, None] * wx[None, :]
-
-
-def _rise(span: tuple[int, int], positions: torch.Tensor, scale: int, ramp: str) -> torch.Tensor:
-    """0 before the span, ramp inside it, 1 after; positions are pixel centres at `scale`."""
-    a, b = span[0] * scale, span[1] * scale
-    if b <= a:
-        return (positions >= a).to(torch.float32)
-    u = ((positions + 0.5 - a) / (b - a)).clamp(0.0, 1.0)
-    if ramp == "cosine":
-        return 0.5 - 0.5 * torch.cos(math.pi * u)
-    return u
-
-
-def axis_weights(tile: AxisTile, scale: int, ramp: str) -> torch.Tensor:
-    """Weights (length (stop - start) * scale,) of one axis tile: rise over fade_in, fall over
-    fade_out. Neighbours use the same span, so their weights add to exactly 1.
-    """
-    if ramp not in RAMPS:
-        raise ValueError(f"unknown ramp {ramp!r}; one of {', '.join(RAMPS)}")
-    positions = torch.arange(tile.start * scale, tile.stop * scale, dtype=torch.float64)
-    rise = _rise(tile.fade_in, positions, scale, ramp) if tile.fade_in[1] > tile.start else 1.0
-    if tile.fade_out[0] < tile.stop:
-        fall = 1.0 - _rise(tile.fade_out, positions, scale, ramp)
-    else:
-        fall = torch.ones_like(positions)
-    return (rise * fall).to(torch.float32)
 
 
 def _axis_from_windows(windows: list[tuple[int, int]], fades: list[tuple[int, int]]) -> tuple:
@@ -157,17 +123,3 @@ def plan_split(size_hw: tuple[int, int], splits_hw: tuple[int, int], margin: int
     rows = split_axis(size_hw[0], splits_hw[0], margin)
     cols = split_axis(size_hw[1], splits_hw[1], margin)
     return TilePlan(size_hw, rows, cols, "hard")
-
-
-def coverage(plan: TilePlan, scale: int = 1) -> torch.Tensor:
-    """Sum of all tiles' weights on the full (H, W) grid at `scale`; 1 everywhere if sound."""
-    total = torch.zeros(plan.size_hw[0] * scale, plan.size_hw[1] * scale)
-    for tile in plan.tiles:
-        total[tile.window(scale)] += plan.weights(tile, scale)
-    return total
-
-
-def add_weighted(out: torch.Tensor, part: torch.Tensor, plan: TilePlan, tile: Tile, scale: int):
-    """out[..., window] += part * weights, in out's dtype; part is (..., h, w) for `tile`."""
-    weights = plan.weights(tile, scale).to(device=part.device, dtype=out.dtype)
-    out[(..., *tile.window(scale))] += part.to(out.dtype) * weights

@@ -14,9 +14,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vidrefine.errors import BadInput
+from vidrefine.config import check_knobs
+from vidrefine.plan.chunking import TIME_FACTOR
 
-FRAMES_PER_LATENT = 4  # CogVideoX VAE temporal compression
+FRAMES_PER_LATENT = TIME_FACTOR  # the VAE's temporal compression
+
+
+@dataclass(frozen=True)
+class Window:
+    """One planned window: pixel frames [start_frame, stop_frame) of the clip are real.
+
+    `first_latent` is the global latent index of its latent 0 (noise is drawn per global latent,
+    so overlapping windows and resumed runs agree). `segment` numbers the stretch of the clip it
+    belongs to (windows fuse only with the previous window of the same segment) and `rank` the
+    process that refines it; both are 0 in a single-process run of one segment.
+    """
+
+    index: int
+    start_frame: int
+    stop_frame: int
+    first_latent: int
+    segment: int = 0
+    rank: int = 0
+
+    @property
+    def real(self) -> int:
+        """Frames of the clip in this window (the rest is padding)."""
+        return self.stop_frame - self.start_frame
 
 
 @dataclass(frozen=True)
@@ -27,10 +51,8 @@ class WindowPlan:
     overlap_latent: int
 
     def __post_init__(self) -> None:
-        if self.window_latent < 2:
-            raise BadInput("window_latent must be at least 2")
-        if not 1 <= self.overlap_latent < self.window_latent:
-            raise BadInput("overlap_latent must be at least 1 and smaller than window_latent")
+        knobs = {"window_latent": self.window_latent, "window_overlap_latent": self.overlap_latent}
+        check_knobs(knobs, source="window plan")  # the limits RunConfig declares
 
     @property
     def frames(self) -> int:
@@ -52,6 +74,15 @@ class WindowPlan:
         if num_frames <= self.frames:
             return 1
         return 1 + -(-(num_frames - self.frames) // self.stride)
+
+    def windows(self, num_frames: int) -> tuple[Window, ...]:
+        """The windows covering `num_frames` frames, as `slice_windows` cuts them."""
+        windows = []
+        for index in range(self.count(num_frames)):
+            start = index * self.stride
+            stop = min(start + self.frames, num_frames)
+            windows.append(Window(index, start, stop, start // FRAMES_PER_LATENT))
+        return tuple(windows)
 
     def latent_fusion_weights(self) -> np.ndarray:
         """Weight of the previous window's state for each overlapping latent j in [0, O).

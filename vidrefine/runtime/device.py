@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import sys
 
@@ -20,14 +21,21 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """Map a config dtype name to torch; "auto" is bf16 on CUDA and fp32 on the CPU."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a resolved precision name ("bf16", "fp16", "fp32")."""
     try:
         return _DTYPES[name]
     except KeyError:
-        raise BadInput(f"dtype {name!r} is not one of auto, {', '.join(_DTYPES)}") from None
+        raise BadInput(f"dtype {name!r} is not one of {', '.join(_DTYPES)}") from None
+
+
+def device_memory(device: torch.device) -> tuple[str, float | None, float]:
+    """(name, total memory in GiB or None for the CPU, host memory in GiB) of `device`."""
+    host = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1024**3
+    if device.type != "cuda":
+        return "cpu", None, host
+    props = torch.cuda.get_device_properties(device)
+    return props.name, props.total_memory / 1024**3, host
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:

@@ -20,14 +20,18 @@ import numpy as np
 import torch
 
 from vidrefine.config import RunConfig, replace
-from vidrefine.device import pick_device, resolve_dtype
 from vidrefine.errors import BadInput, OutputExists
 from vidrefine.io.writer import VideoWriter
+from vidrefine.pipeline.devices import device_facts
+from vidrefine.pipeline.frames import frames_source, refine_frames
+from vidrefine.pipeline.loading import encode_captions, load_stage_two
+from vidrefine.pipeline.refine import ClipRefiner, RefineJob
+from vidrefine.pipeline.steps import stage2_caption
+from vidrefine.pipeline.t2v_manifest import manifest_path, record_clip
+from vidrefine.plan.clip import ClipPlan, SourceFacts, plan_clip
 from vidrefine.plugins import Generator, check_generator, create_generator, discover_generators
 from vidrefine.progress import NullProgress, Progress
-from vidrefine.refine import stage2_caption
-from vidrefine.speed import plan_t2v
-from vidrefine.t2v_manifest import manifest_path, record_clip
+from vidrefine.runtime.device import pick_device
 
 SCRATCH_DIR = ".t2v-frames"  # float frames between stage I and stage II, removed when done
 PREVIEW_CRF = 14  # the notebook's stage-I quality (spec §9.3); previews are small
@@ -82,6 +86,7 @@ class T2VRun:
     """What a t2v call needs besides the jobs (so that the steps below take one argument)."""
 
     config: RunConfig
+    plan: ClipPlan  # stage II of one clip; its placement serves T5, stage I and stage II
     output_dir: Path
     weights_dir: Path | None
     offline: bool
@@ -113,8 +118,9 @@ def generate_videos(
     progress = progress or NullProgress()
     device = device or pick_device()
     plugin = _plugin(generator, progress)
-    config = plan_t2v(config, plugin, device, progress)  # memory plan before any weight loads
-    run = T2VRun(config, output_dir, weights_dir, offline, overwrite, progress, device)
+    plan = plan_t2v(plugin, config, device)  # before any weight loads; DoesNotFit stops here
+    progress.info(plan.line())
+    run = T2VRun(config, plan, output_dir, weights_dir, offline, overwrite, progress, device)
     jobs = plan_t2v_jobs(
         prompts,
         seeds,
@@ -123,8 +129,7 @@ def generate_videos(
         preview_only=preview_only,
         overwrite=overwrite,
     )
-    if hasattr(plugin, "configure"):
-        plugin.configure(config)
+    plugin.configure(config)
     paths = _resolve_weights(plugin, run, preview_only)
     states = _encode_prompts(jobs, paths, run)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -138,9 +143,21 @@ def generate_videos(
     return jobs
 
 
+def plan_t2v(plugin: Generator, config: RunConfig, device: torch.device) -> ClipPlan:
+    """The stage-II plan of one generated clip, with the generator's DiT as a "stage I" phase."""
+    stage1 = None
+    if plugin.dit_config is not None:
+        frames, _channels, h, w = plugin.latent_shape()
+        p = plugin.dit_config.patch_size
+        stage1 = (plugin.dit_config, frames * (h // p) * (w // p) + plugin.dit_config.text_length)
+    fps = Fraction(plugin.fps)
+    source = SourceFacts(tuple(plugin.size_hw), plugin.num_frames, fps, 1 / fps)
+    return plan_clip(source, config, device_facts(device), stage1=stage1)
+
+
 def _plugin(generator: str | Generator, progress: Progress) -> Generator:
     if not isinstance(generator, str):
-        problem = check_generator(getattr(generator, "name", "?"), generator)
+        problem = check_generator(type(generator).__name__, generator)
         if problem is not None:
             raise BadInput(problem)
         return generator
@@ -149,9 +166,9 @@ def _plugin(generator: str | Generator, progress: Progress) -> Generator:
 
 def _resolve_weights(plugin: Generator, run: T2VRun, preview_only: bool) -> dict[str, Path]:
     """Fetch what is missing up front: T5, the generator's files, and stage II's unless previews."""
-    from vidrefine.weights import BY_KEY, T5, UPSCALE_WEIGHTS, resolve
+    from vidrefine.checkpoints.weights import BY_KEY, T5, UPSCALE_WEIGHTS, resolve
 
-    wanted = [T5, *(BY_KEY[key] for key in getattr(plugin, "required_weights", ()))]
+    wanted = [T5, *(BY_KEY[key] for key in plugin.required_weights)]
     if not preview_only:
         wanted.extend(UPSCALE_WEIGHTS)
     announce = run.progress.info
@@ -162,20 +179,11 @@ def _encode_prompts(
     jobs: Sequence[T2VJob], paths: dict[str, Path], run: T2VRun
 ) -> dict[str, torch.Tensor]:
     """T5 states for every prompt (and its stage-II form), one T5 load, freed afterwards."""
-    from vidrefine.batch import encode_captions
-    from vidrefine.weights import T5
+    from vidrefine.checkpoints.weights import T5
 
     captions = [job.prompt for job in jobs]
     captions += [stage2_caption(run.config, job.prompt) for job in jobs if job.output]
-    dtype = resolve_dtype(run.config.dtype, run.device)
-    return encode_captions(
-        paths[T5.name],
-        captions,
-        device=run.device,
-        dtype=dtype,
-        progress=run.progress,
-        stream=run.config.offload == "layer",
-    )
+    return encode_captions(paths[T5.name], captions, run.plan.models, run.device, run.progress)
 
 
 def _make_previews(
@@ -190,8 +198,7 @@ def _make_previews(
     Returns each clip's frame rate by stem.
     """
     rates: dict[str, Fraction] = {}
-    dtype = resolve_dtype(run.config.dtype, run.device)
-    plugin.load(run.weights_dir, device=run.device, dtype=dtype)
+    plugin.load(run.weights_dir, device=run.device, placement=run.plan.models)
     try:
         with run.progress.task("previews", total=len(jobs), unit="clip") as bar:
             for job in jobs:
@@ -211,14 +218,13 @@ def _make_previews(
 
 def _manifest_entry(job: T2VJob, plugin: Generator) -> dict[str, Any]:
     """A clip's manifest entry once its preview exists; `output` is filled in by stage II."""
-    describe = getattr(plugin, "describe", None)
     return {
         "prompt_number": job.prompt_number,
         "prompt": job.prompt,
         "seed": job.seed,
         "preview": job.preview.name,
         "output": None,
-        "generator": {"name": plugin.name, "settings": describe() if describe else {}},
+        "generator": {"name": plugin.name, "settings": plugin.describe()},
         "stage2": None,
     }
 
@@ -246,13 +252,10 @@ def _refine_all(
     rates: dict[str, Fraction],
 ) -> None:
     """Stage II for every clip from its float frames; the models are loaded once."""
-    from vidrefine.batch import load_stage_two
-    from vidrefine.jobs import file_identity
-    from vidrefine.refine import RefineJob
-    from vidrefine.stage2_frames import refine_frames
-    from vidrefine.t2v_manifest import clip_entry
+    from vidrefine.pipeline.resume import file_identity
+    from vidrefine.pipeline.t2v_manifest import clip_entry
 
-    models = load_stage_two(paths, run.config, run.device)
+    models = load_stage_two(paths, run.plan.models, run.device)
     identity = {name: file_identity(Path(p)) for name, p in paths.items() if Path(p).is_file()}
     files = {name: str(path) for name, path in paths.items()}
     manifest = manifest_path(run.output_dir)
@@ -262,16 +265,18 @@ def _refine_all(
                 continue
             frames_file = scratch / f"{job.stem}.npy"
             config = replace(run.config, seed=job.seed)  # stage II noise follows the clip's seed
-            refine_frames(
-                models,
+            frames = np.load(frames_file, mmap_mode="r")
+            plan = plan_clip(
+                frames_source(frames, rates[job.stem]),
                 config,
-                np.load(frames_file, mmap_mode="r"),
-                RefineJob(job.preview, job.output, job.prompt),
-                fps=rates[job.stem],
-                embeddings=states.__getitem__,
-                weights_identity=identity,
-                overwrite=run.overwrite,
-                progress=run.progress,
+                run.plan.device,
+                offload=run.plan.models.offload,
+            )
+            refiner = ClipRefiner(
+                models, config, states.__getitem__, progress=run.progress, weights_identity=identity
+            )
+            refine_frames(
+                refiner, plan, frames, RefineJob(job.preview, job.output, job.prompt), run.overwrite
             )
             frames_file.unlink()
             entry = dict(clip_entry(manifest, job.preview.name) or {})

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TIME_FACTOR = 4  # pixel frames per latent frame after the first (spec §6.2)
+from vidrefine.config import OFFICIAL_VAE
+
+TIME_FACTOR = OFFICIAL_VAE.temporal_factor  # pixel frames per latent after the first (spec §6.2)
 FAITHFUL_ENCODE_CHUNK_FRAMES = 16  # the original's pixel chunks [17, 16, 16] (spec §6.5)
 FAITHFUL_DECODE_CHUNK_LATENT = 2  # the original's latent chunks [0:3], [3:5], ... (spec §6.5)
 

@@ -1,0 +1,144 @@
+"""The Python API: `Refiner.from_pretrained(...)` then `upscale`, `upscale_many` or `stream`.
+
+A thin layer over the same pieces the CLI uses (presets, the weight search path, one plan per
+clip, `StageTwoSession`); models load on first use and stay loaded between calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidrefine.config import RunConfig
+from vidrefine.errors import VidrefineError
+from vidrefine.pipeline.batch import JobFailure, StageTwoSession, prepare_jobs
+from vidrefine.pipeline.devices import device_facts
+from vidrefine.pipeline.refine import JobResult, RefineJob
+from vidrefine.pipeline.steps import stage2_caption
+from vidrefine.plan.clip import ClipPlan, SourceFacts, plan_clip
+from vidrefine.progress import Progress
+
+PathLike = str | Path
+
+
+class Refiner:
+    """FlashVideo's stage-II refiner with its weights resolved: low-res clips in, 1080p out."""
+
+    def __init__(
+        self,
+        paths: Mapping[str, Path],
+        config: RunConfig,
+        *,
+        device: torch.device | str | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Use the weight files in `paths` (3d-vae.pt, stage2.pt, t5-v1_1-xxl) and `config`."""
+        device = torch.device(device) if isinstance(device, str) else device
+        self.config = config
+        self.session = StageTwoSession(paths, config, device=device, progress=progress)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        weights: PathLike | None = None,
+        preset: str = "default",
+        *,
+        offline: bool = False,
+        device: torch.device | str | None = None,
+        progress: Progress | None = None,
+        **settings: Any,
+    ) -> Refiner:
+        """Find (or fetch) the official weights and build the config: defaults < preset < settings.
+
+        `weights` is a folder searched first (None: $VIDREFINE_WEIGHTS, then the user cache);
+        `settings` are `RunConfig` keys (e.g. `size="720p"`, `steps=5`), checked like flags.
+        Raises MissingWeights naming every missing file when they cannot be had.
+        """
+        from vidrefine.checkpoints.weights import UPSCALE_WEIGHTS, resolve
+        from vidrefine.presets import load_config
+
+        config = load_config(preset, settings)
+        folder = Path(weights).expanduser() if weights is not None else None
+        paths = resolve(UPSCALE_WEIGHTS, weights_dir=folder, offline=offline)
+        return cls(paths, config, device=device, progress=progress)
+
+    def upscale(
+        self,
+        input: PathLike,
+        output: PathLike,
+        *,
+        caption: str,
+        overwrite: bool = False,
+        resume: bool = True,
+    ) -> JobResult:
+        """Refine one clip file into `output` (audio and timing kept); raises on failure."""
+        job = (input, output, caption)
+        (result,) = self.upscale_many([job], overwrite=overwrite, resume=resume)
+        if isinstance(result, JobFailure):
+            raise result.cause or VidrefineError(result.error)
+        return result
+
+    def upscale_many(
+        self,
+        jobs: Iterable[tuple[PathLike, PathLike, str]],
+        *,
+        overwrite: bool = False,
+        resume: bool = True,
+    ) -> list[JobResult | JobFailure]:
+        """Refine many (input, output, caption) clips; a failing one is returned as JobFailure."""
+        refine_jobs = [RefineJob(Path(i), Path(o), c) for i, o, c in jobs]
+        prepared = prepare_jobs(refine_jobs, overwrite=overwrite)
+        return self.session.refine(prepared, overwrite=overwrite, resume=resume)
+
+    def plan(self, frame_count: int, size_hw: tuple[int, int], fps: Fraction) -> ClipPlan:
+        """The plan of a clip of `frame_count` frames of `size_hw` at `fps`, as it would run."""
+        source = SourceFacts(tuple(size_hw), frame_count, Fraction(fps), 1 / Fraction(fps))
+        return plan_clip(source, self.config, device_facts(self.session.device))
+
+    def stream(
+        self,
+        frames: Iterable[np.ndarray],
+        *,
+        caption: str,
+        frame_count: int,
+        fps: Fraction = Fraction(24),
+    ) -> Iterator[np.ndarray]:
+        """Refine frames held in memory: uint8 (H, W, 3) frames (or (T, H, W, 3) pieces) in,
+        refined uint8 frames out, one at a time. Memory holds about one window of frames.
+        """
+        pieces = _pieces(frames)
+        first = next(pieces, None)
+        if first is None:
+            return
+        plan = self.plan(frame_count, first.shape[1:3], fps)
+        refiner = self.session.refiner(plan.models, [stage2_caption(self.config, caption)])
+        chunks = _with_pts(_chain(first, pieces))
+        for out, _pts in refiner.stream(chunks, plan, caption):
+            yield from out
+
+
+def _pieces(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """Frames as (T, H, W, 3) pieces."""
+    for item in frames:
+        array = np.asarray(item)
+        yield array[None] if array.ndim == 3 else array
+
+
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
+def _with_pts(pieces: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    start = 0
+    for piece in pieces:
+        yield piece, np.arange(start, start + len(piece), dtype=np.int64)
+        start += len(piece)
+
+
+__all__: Sequence[str] = ["Refiner"]

@@ -1,0 +1,121 @@
+"""Loading stage II, in the order that keeps the big models apart: every caption through T5
+first (T5 is freed afterwards; spec §7: T5-XXL is ~9.5 GB in bf16), then the DiT and the VAE,
+each placed as the plan says (precision, layer streaming, compile). `upscale`, `t2v` and the
+bundled stage-I generator all load through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vidrefine.checkpoints import load_dit, load_vae
+from vidrefine.config import DiTConfig
+from vidrefine.models.text import TEXT_LENGTH, T5TextEncoder
+from vidrefine.plan.clip import ModelPlacement
+from vidrefine.progress import Progress
+from vidrefine.runtime.device import torch_dtype
+from vidrefine.runtime.placement import load_device, place_blocks
+
+# names of the weight files a stage-II run needs (keys of the `paths` mapping)
+VAE_FILE, STAGE2_FILE, T5_FOLDER = "3d-vae.pt", "stage2.pt", "t5-v1_1-xxl"
+
+
+@dataclass
+class StageTwoModels:
+    """The loaded stage-II models and where they run."""
+
+    vae: nn.Module
+    dit: nn.Module
+    device: torch.device
+    dtype: torch.dtype  # DiT weights and ODE state
+    vae_dtype: torch.dtype
+
+
+def encode_captions(
+    t5_folder: Path,
+    captions: Sequence[str],
+    placement: ModelPlacement,
+    device: torch.device,
+    progress: Progress,
+) -> dict[str, torch.Tensor]:
+    """T5 states (1, 226, d) on the CPU for each distinct caption; T5 is freed afterwards.
+
+    Streamed (offload "layer"), T5 loads on the host and its blocks visit `device` in turn, so
+    the encoder needs about 1 GB of GPU memory instead of 9.
+    """
+    distinct = list(dict.fromkeys(captions))
+    encoder = T5TextEncoder.from_folder(
+        t5_folder,
+        dtype=torch_dtype(placement.dtype),
+        device=load_device(placement.offload, device),
+    )
+    streamer = place_blocks(encoder.model, encoder.blocks, device, offload=placement.offload)
+    encoder.set_device(device)
+    try:
+        with progress.task("captions", total=len(distinct), unit="caption") as bar:
+            states = {}
+            for caption in distinct:
+                states[caption] = _encode_one(encoder, caption, progress)
+                bar.advance()
+    finally:
+        if streamer is not None:
+            streamer.remove()
+        encoder.release()
+    return states
+
+
+def _encode_one(encoder: T5TextEncoder, caption: str, progress: Progress) -> torch.Tensor:
+    encoded = encoder.encode([caption])
+    if encoded.truncated[0]:
+        progress.warn(
+            f"caption has {encoded.token_counts[0]} tokens and was cut to {TEXT_LENGTH} (the T5 "
+            f"limit the models were trained with): {caption[:60]!r}..."
+        )
+    return encoded.embeddings[0:1].cpu()
+
+
+def load_transformer(
+    path: Path,
+    config: DiTConfig | None,
+    *,
+    stage: int,
+    placement: ModelPlacement,
+    device: torch.device,
+) -> nn.Module:
+    """A DiT checkpoint (stage 1 or 2) in the placement's precision, streamed and compiled as
+    it says; `config=None` accepts the architecture the file holds.
+    """
+    dit = load_dit(
+        path,
+        config,
+        dtype=torch_dtype(placement.dtype),
+        device=load_device(placement.offload, device),
+        stage=stage,
+    ).eval()
+    place_blocks(dit, dit.blocks, device, offload=placement.offload, compile=placement.compile)
+    return dit
+
+
+def load_vae_for(path: Path, placement: ModelPlacement, device: torch.device) -> nn.Module:
+    """The VAE on `device` in the placement's VAE precision (it never streams)."""
+    return load_vae(path, dtype=torch_dtype(placement.vae_dtype), device=device).eval()
+
+
+def load_stage_two(
+    paths: Mapping[str, Path], placement: ModelPlacement, device: torch.device
+) -> StageTwoModels:
+    """The VAE and the stage-II DiT as `placement` says."""
+    vae = load_vae_for(paths[VAE_FILE], placement, device)
+    dit = load_transformer(paths[STAGE2_FILE], None, stage=2, placement=placement, device=device)
+    return StageTwoModels(
+        vae=vae,
+        dit=dit,
+        device=device,
+        dtype=torch_dtype(placement.dtype),
+        vae_dtype=torch_dtype(placement.vae_dtype),
+    )

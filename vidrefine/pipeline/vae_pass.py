@@ -1,0 +1,89 @@
+"""Running the causal VAE over a clip under a `VAEPlan`: spatial tiles outside, temporal chunks
+with the causal cache inside (the original's order, spec §6.5), feathered or hard-seam blending.
+
+Latents here are UNSCALED: the pipeline multiplies by 1.15258426 (stage II) or 0.7 (stage I).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vidrefine.models.vae import CausalVideoVAE, latent_mean, sample_latent
+from vidrefine.pipeline.blending import add_weighted
+from vidrefine.plan.chunking import pixel_count
+from vidrefine.plan.vae import SPATIAL, VAEPlan
+
+
+def _check_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...]) -> None:
+    if tuple(tensor.shape[2:]) != expected or tensor.ndim != 5:
+        raise ValueError(
+            f"{name} of shape {tuple(tensor.shape)} does not match the plan {expected}"
+        )
+
+
+def pad_to_plan(video: torch.Tensor, plan: VAEPlan) -> torch.Tensor:
+    """Replicate-pad (B, C, T, H, W) at the end of time, bottom and right to the plan's grid."""
+    pad_t = plan.padded_frames - plan.frames
+    pad_h, pad_w = plan.padded_hw[0] - plan.size_hw[0], plan.padded_hw[1] - plan.size_hw[1]
+    if pad_t + pad_h + pad_w == 0:
+        return video
+    return F.pad(video, (0, pad_w, 0, pad_h, 0, pad_t), mode="replicate")
+
+
+@torch.no_grad()
+def encode_video(
+    vae: CausalVideoVAE,
+    video: torch.Tensor,
+    plan: VAEPlan,
+    *,
+    sample: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Video (B, 3, T, H, W) in [-1, 1] -> UNSCALED latents (B, latent, T', h, w), video's dtype.
+
+    Pads to 1 + 4k frames and multiples of 8 (replicate), encodes tile by tile and chunk by chunk,
+    blends the posterior moments, then takes the mean or (sample=True) one draw from `generator`.
+    """
+    _check_shape("video", video, (plan.frames, *plan.size_hw))
+    if sample and generator is None:
+        raise ValueError("sample=True needs a torch.Generator")
+    x = pad_to_plan(video, plan)
+    channels = 2 * vae.config.latent_channels
+    moments = torch.zeros(
+        (video.shape[0], channels, plan.latent_frames, *plan.latent_hw),
+        device=video.device,
+        dtype=torch.float32,
+    )
+    tiles = plan.encode_tiles
+    for tile in tiles.tiles:
+        window = x[(..., *tile.window(SPATIAL))]
+        cache = None
+        for chunk in plan.encode_chunks():
+            part, cache = vae.encode(window[:, :, chunk.start : chunk.stop], cache)
+            add_weighted(moments[:, :, chunk.out_start : chunk.out_stop], part, tiles, tile, 1)
+    latents = sample_latent(moments, generator) if sample else latent_mean(moments)
+    return latents.to(video.dtype)
+
+
+@torch.no_grad()
+def decode_latents(vae: CausalVideoVAE, z: torch.Tensor, plan: VAEPlan) -> torch.Tensor:
+    """UNSCALED latents (B, latent, T', h, w) -> video (B, 3, frames, H, W) float32, unclamped.
+
+    Decodes tile by tile (causal chunks inside each tile), blends with the plan's weights (hard
+    seams in faithful mode) and crops the padding back to the plan's frames and size.
+    """
+    _check_shape("latents", z, (plan.latent_frames, *plan.latent_hw))
+    out = torch.zeros(
+        (z.shape[0], vae.config.in_channels, pixel_count(plan.latent_frames), *plan.padded_hw),
+        device=z.device,
+        dtype=torch.float32,
+    )
+    tiles = plan.decode_tiles
+    for tile in tiles.tiles:
+        window = z[(..., *tile.window(1))]
+        cache = None
+        for chunk in plan.decode_chunks():
+            part, cache = vae.decode(window[:, :, chunk.start : chunk.stop], cache)
+            add_weighted(out[:, :, chunk.out_start : chunk.out_stop], part, tiles, tile, SPATIAL)
+    return out[:, :, : plan.frames, : plan.size_hw[0], : plan.size_hw[1]]
