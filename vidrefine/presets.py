@@ -74,15 +74,16 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     *,
     names: Mapping[str, str] | None = None,
+    source: str = "command line",
 ) -> RunConfig:
     """Merge defaults < preset (name or path; `default` when None) < `overrides` (flags).
 
     `overrides` holds only what the user set: None values are ignored. `names` maps keys to
-    the flags that set them, for error messages.
+    the flags that set them and `source` says where they came from, for error messages.
     """
     merged = read_preset(preset_path(preset or DEFAULT_PRESET))
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
-    check_knobs(flags, source="command line", names=names)
+    check_knobs(flags, source=source, names=names)
     merged.update(flags)
     return from_dict(RunConfig, merged, source="preset and flags merged")
 

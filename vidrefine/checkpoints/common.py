@@ -104,7 +104,8 @@ def save_safetensors(
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
 
 
-def _key_list(keys: list[str]) -> str:
+def key_list(keys: list[str]) -> str:
+    """Keys for an error message: the first few, then how many more."""
     shown = ", ".join(keys[:_MAX_KEYS_SHOWN])
     more = len(keys) - _MAX_KEYS_SHOWN
     return shown + (f" (+{more} more)" if more > 0 else "")
@@ -124,16 +125,16 @@ def load_strict(
     unexpected = sorted(set(tensors) - set(expected))
     problems = []
     if missing:
-        problems.append(f"{len(missing)} missing: {_key_list(missing)}")
+        problems.append(f"{len(missing)} missing: {key_list(missing)}")
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected: {_key_list(unexpected)}")
+        problems.append(f"{len(unexpected)} unexpected: {key_list(unexpected)}")
     wrong_shape = sorted(
         k
         for k in set(expected) & set(tensors)
         if tuple(expected[k].shape) != tuple(tensors[k].shape)
     )
     if wrong_shape:
-        problems.append(f"{len(wrong_shape)} with wrong shape: {_key_list(wrong_shape)}")
+        problems.append(f"{len(wrong_shape)} with wrong shape: {key_list(wrong_shape)}")
     if problems:
         raise BadCheckpoint(f"{what}: " + "; ".join(problems))
     module.load_state_dict(dict(tensors), strict=True, assign=True)

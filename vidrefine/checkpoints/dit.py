@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from vidrefine.checkpoints.common import load_strict, read_checkpoint, save_safetensors
+from vidrefine.checkpoints.common import key_list, load_strict, read_checkpoint, save_safetensors
 from vidrefine.checkpoints.dit_keys import is_dropped, merge_lora, to_official, to_ours
 from vidrefine.config import DiTConfig, from_dict
 from vidrefine.errors import BadCheckpoint, BadInput, OutputExists
@@ -26,7 +26,6 @@ from vidrefine.models.dit import VideoDiT
 OFFICIAL_PREFIX = "model.diffusion_model."
 FORMAT_TAG = "dit"  # safetensors metadata "vidrefine_format"
 _LAYER = re.compile(r"^transformer\.layers\.(\d+)\.")
-_MAX_SHOWN = 8
 # Fields a file's shapes determine; text_length is the T5 padding length, not a weight shape.
 _INFERRED_FIELDS = (
     "hidden_size",
@@ -169,11 +168,6 @@ def _split_engine(
     return dit, ignored
 
 
-def _keys_shown(keys: list[str]) -> str:
-    more = len(keys) - _MAX_SHOWN
-    return ", ".join(keys[:_MAX_SHOWN]) + (f" (+{more} more)" if more > 0 else "")
-
-
 def _check_keys(ours: Mapping[str, torch.Tensor], cfg: DiTConfig, where: str) -> None:
     """Compare with a meta-built model; name problems by their official key names."""
     with torch.device("meta"):
@@ -186,9 +180,9 @@ def _check_keys(ours: Mapping[str, torch.Tensor], cfg: DiTConfig, where: str) ->
     )
     problems = []
     if missing:
-        problems.append(f"{len(missing)} missing: {_keys_shown(missing)}")
+        problems.append(f"{len(missing)} missing: {key_list(missing)}")
     if wrong:
-        problems.append(f"{len(wrong)} with wrong shape: {_keys_shown(wrong)}")
+        problems.append(f"{len(wrong)} with wrong shape: {key_list(wrong)}")
     if problems:
         raise BadCheckpoint(f"{where}: " + "; ".join(problems))
 
@@ -203,7 +197,7 @@ def _from_official(
     renamed = {k: to_ours(k) for k in dit if not is_dropped(k)}
     unknown = sorted(k for k, ours in renamed.items() if ours is None)
     if unknown:
-        raise BadCheckpoint(f"{where}: {len(unknown)} unexpected: {_keys_shown(unknown)}")
+        raise BadCheckpoint(f"{where}: {len(unknown)} unexpected: {key_list(unknown)}")
     cfg = check_config(infer_dit_config(dit, where), expected, path)
     ours = {renamed[k]: dit[k] for k in renamed}
     _check_keys(ours, cfg, where)

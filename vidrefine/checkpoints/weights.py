@@ -132,11 +132,18 @@ T2V_WEIGHTS = (VAE, STAGE1, STAGE2, T5)
 BY_KEY = {w.key: w for w in ALL_WEIGHTS}
 
 
-def user_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The per-user weights cache: `$XDG_CACHE_HOME/vidrefine/weights` or `~/.cache/...`."""
+def vidrefine_cache(kind: str, environ: Mapping[str, str] | None = None) -> Path:
+    """Vidrefine's per-user cache folder `kind`: `$XDG_CACHE_HOME/vidrefine/KIND` or
+    `~/.cache/vidrefine/KIND` (weights, resume jobs).
+    """
     env = os.environ if environ is None else environ
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "vidrefine" / "weights"
+    return Path(base).expanduser() / "vidrefine" / kind
+
+
+def user_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The per-user weights cache: `$XDG_CACHE_HOME/vidrefine/weights` or `~/.cache/...`."""
+    return vidrefine_cache("weights", environ)
 
 
 def search_path(

@@ -98,7 +98,6 @@ class ChunkReader(Iterator[FrameChunk]):
         self.chunk_frames = chunk_frames
         self.start_frame = start_frame
         self.rotation = self.info.rotation if apply_rotation else 0
-        self.frames_decoded = 0
         self.corrupt_packets = 0
         self.lost_frames = 0
         self.warnings: list[str] = []
@@ -189,9 +188,7 @@ class ChunkReader(Iterator[FrameChunk]):
             except av.FFmpegError:
                 self.corrupt_packets += 1
                 continue
-            for frame in decoded:
-                self.frames_decoded += 1
-                yield frame
+            yield from decoded
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """(H, W, 3) uint8 RGB view using the frame's own matrix and range, upright if asked.

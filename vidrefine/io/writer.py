@@ -204,10 +204,6 @@ class VideoWriter:
         """One frame at the nominal rate, in time_base ticks."""
         return max(1, round(1 / (self.fps * self.time_base)))
 
-    def abort(self) -> None:
-        """Give up: remove the partial file and leave `path` as it was."""
-        self._abort(RuntimeError("writing aborted"))
-
     def _abort(self, err: BaseException) -> None:
         if self._stack is None:
             return

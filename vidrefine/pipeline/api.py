@@ -62,7 +62,7 @@ class Refiner:
         from vidrefine.checkpoints.weights import UPSCALE_WEIGHTS, resolve
         from vidrefine.presets import load_config
 
-        config = load_config(preset, settings)
+        config = load_config(preset, settings, source="Refiner.from_pretrained")
         folder = Path(weights).expanduser() if weights is not None else None
         paths = resolve(UPSCALE_WEIGHTS, weights_dir=folder, offline=offline)
         return cls(paths, config, device=device, progress=progress)

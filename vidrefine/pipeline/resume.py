@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from vidrefine.checkpoints.weights import vidrefine_cache
+
 _PROBE_BYTES = 1 << 20  # hash the first and last MiB plus size and mtime: cheap for big files
 
 
@@ -25,8 +27,7 @@ def cache_root() -> Path:
     explicit = os.environ.get("VIDREFINE_CACHE")
     if explicit:
         return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "vidrefine" / "jobs"
+    return vidrefine_cache("jobs")
 
 
 def file_identity(path: Path) -> dict[str, Any]:
@@ -72,17 +73,6 @@ class JobStore:
         tmp = final.with_suffix(".tmp")
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         os.replace(tmp, final)
-
-    def finished_windows(self) -> list[int]:
-        """Indices of the windows already on disk."""
-        if not self.folder.is_dir():
-            return []
-        return sorted(int(p.stem.split("_")[1]) for p in self.folder.glob("window_*.safetensors"))
-
-    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
-        """Record what this job is (input, output, settings) beside its windows."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
 
     def clear(self) -> None:
         """Remove the job folder (after the output is complete)."""

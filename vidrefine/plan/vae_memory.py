@@ -39,7 +39,6 @@ from __future__ import annotations
 
 MARGIN = 1.5
 CACHE_BYTES = 4  # per-pixel overheads counted at 4 bytes whatever the dtype (see above)
-OFFICIAL_WIDTH = 128
 OFFICIAL_PARAMS = 215_583_907  # CausalVideoVAE(OFFICIAL_VAE) parameter count
 
 
