@@ -182,6 +182,7 @@ def test_from_pretrained_raises_missing_weights_naming_each_file_when_offline_wi
     message = str(caught.value)
     for name in ("3d-vae.pt", "stage2.pt", "t5-v1_1-xxl"):
         assert name in message
+    assert "stage1" not in message  # upscaling never needs the stage-I weights
 
 
 @pytest.mark.parametrize(
@@ -215,16 +216,9 @@ def test_plan_decides_what_upscale_ran_when_given_the_clips_frames_size_and_fps(
     assert plan.line() == ran.line()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Refiner.plan assumes time_base 1/fps and no audio streams; a file's plan has the "
-    "container's time_base and its audio count (source and timing differ)",
-)
-def test_plan_equals_the_plan_upscale_ran_in_full_when_given_the_clips_frames_size_and_fps(
-    tmp_path, refiner
-):
-    ran, facts = upscaled_plan_and_facts(tmp_path, refiner)
-
-    plan = refiner.plan(facts.frame_count, facts.display_hw, facts.fps)
-
-    assert plan.to_dict() == ran.to_dict()
+def test_plan_file_is_the_plan_upscale_ran_when_given_the_same_file(tmp_path, refiner):
+    clip = make_clip(tmp_path / "in.mp4", frames=9, size_hw=(48, 64), audio=True, fps=Fraction(12))
+    planned = refiner.plan_file(clip.path)
+    result = refiner.upscale(clip.path, tmp_path / "out.mp4", caption=CAPTION)
+    assert planned.to_dict() == result.plan.to_dict()
+    assert planned.source.audio_streams == 1

@@ -14,6 +14,7 @@ from pathlib import Path
 from vidrefine.errors import BadInput, OutputExists, OutputNotWritable
 
 TEMP_MARKER = ".vidrefine-tmp-"
+_REPLACE = "pass --overwrite (overwrite=True in Python) to replace it"
 
 
 def check_output(
@@ -29,7 +30,7 @@ def check_output(
     if out.is_dir():
         raise OutputNotWritable(f"{out}: is a folder; give a file name such as {out / 'out.mp4'}")
     if out.exists() and not overwrite:
-        raise OutputExists(f"{out}: already exists; pass --overwrite to replace it")
+        raise OutputExists(f"{out}: already exists; {_REPLACE}")
     folder = out.parent
     if not folder.exists():
         raise OutputNotWritable(f"{out}: folder {folder} does not exist; create it first")
@@ -70,7 +71,7 @@ def atomic_output(final_path: str | Path, *, overwrite: bool) -> Iterator[Path]:
     """
     final = Path(final_path)
     if final.exists() and not overwrite:
-        raise OutputExists(f"{final}: already exists; pass --overwrite to replace it")
+        raise OutputExists(f"{final}: already exists; {_REPLACE}")
     try:
         fd, temp_name = tempfile.mkstemp(
             prefix=f".{final.stem}{TEMP_MARKER}", suffix=final.suffix, dir=final.parent
@@ -99,10 +100,10 @@ def _publish(temp: Path, final: Path, *, overwrite: bool) -> None:
     try:
         os.link(temp, final)  # fails if final appeared meanwhile: no silent clobbering
     except FileExistsError as err:
-        raise OutputExists(f"{final}: appeared while writing; pass --overwrite to replace") from err
+        raise OutputExists(f"{final}: appeared while writing; {_REPLACE}") from err
     except OSError:
         if final.exists():
-            raise OutputExists(f"{final}: already exists; pass --overwrite to replace it") from None
+            raise OutputExists(f"{final}: already exists; {_REPLACE}") from None
         os.replace(temp, final)  # a file system without hard links
         return
     temp.unlink()

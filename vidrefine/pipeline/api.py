@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vidrefine.config import RunConfig
-from vidrefine.errors import VidrefineError
+from vidrefine.errors import BadInput, VidrefineError
 from vidrefine.pipeline.batch import JobFailure, StageTwoSession, prepare_jobs
 from vidrefine.pipeline.devices import device_facts
 from vidrefine.pipeline.refine import JobResult, RefineJob
@@ -90,14 +90,26 @@ class Refiner:
         overwrite: bool = False,
         resume: bool = True,
     ) -> list[JobResult | JobFailure]:
-        """Refine many (input, output, caption) clips; a failing one is returned as JobFailure."""
+        """Refine many (input, output, caption) clips with the models loaded once.
+
+        Every output is checked first: one that exists (without `overwrite`) or cannot be
+        written raises before any work. An input that cannot be read, or a clip that fails
+        while refining, is returned as a JobFailure and the others go on.
+        """
         refine_jobs = [RefineJob(Path(i), Path(o), c) for i, o, c in jobs]
         prepared = prepare_jobs(refine_jobs, overwrite=overwrite)
         return self.session.refine(prepared, overwrite=overwrite, resume=resume)
 
     def plan(self, frame_count: int, size_hw: tuple[int, int], fps: Fraction) -> ClipPlan:
-        """The plan of a clip of `frame_count` frames of `size_hw` at `fps`, as it would run."""
+        """The plan of frames in memory: `frame_count` frames of `size_hw` at `fps`."""
         source = SourceFacts(tuple(size_hw), frame_count, Fraction(fps), 1 / Fraction(fps))
+        return plan_clip(source, self.config, device_facts(self.session.device))
+
+    def plan_file(self, path: PathLike) -> ClipPlan:
+        """The plan `upscale` runs for the file at `path` (what `vidrefine info --plan` shows)."""
+        from vidrefine.io.probe import probe
+
+        source = SourceFacts.of_media(probe(path))
         return plan_clip(source, self.config, device_facts(self.session.device))
 
     def stream(
@@ -105,12 +117,17 @@ class Refiner:
         frames: Iterable[np.ndarray],
         *,
         caption: str,
-        frame_count: int,
+        frame_count: int | None = None,
         fps: Fraction = Fraction(24),
     ) -> Iterator[np.ndarray]:
         """Refine frames held in memory: uint8 (H, W, 3) frames (or (T, H, W, 3) pieces) in,
         refined uint8 frames out, one at a time. Memory holds about one window of frames.
+
+        `frame_count` plans the windows; it may be left out for an array or a list of frames.
+        `fps` only times the plan (the frames come out in order, without timestamps).
         """
+        if frame_count is None:
+            frame_count = _count(frames)
         pieces = _pieces(frames)
         first = next(pieces, None)
         if first is None:
@@ -122,10 +139,23 @@ class Refiner:
             yield from out
 
 
+def _count(frames: Iterable[np.ndarray]) -> int:
+    if isinstance(frames, np.ndarray):
+        return len(frames) if frames.ndim == 4 else 1
+    if isinstance(frames, Sequence):
+        return sum(1 if np.ndim(f) == 3 else len(f) for f in frames)
+    raise BadInput("stream() needs frame_count= when the frames come from an iterator")
+
+
 def _pieces(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     """Frames as (T, H, W, 3) pieces."""
     for item in frames:
         array = np.asarray(item)
+        if array.dtype != np.uint8 or array.ndim not in (3, 4) or array.shape[-1] != 3:
+            raise BadInput(
+                f"stream() takes uint8 RGB frames (H, W, 3) or (T, H, W, 3), not {array.dtype} "
+                f"{array.shape}"
+            )
         yield array[None] if array.ndim == 3 else array
 
 
