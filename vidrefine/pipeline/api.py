@@ -6,6 +6,7 @@ clip, `StageTwoSession`); models load on first use and stay loaded between calls
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -134,7 +135,7 @@ class Refiner:
             return
         plan = self.plan(frame_count, first.shape[1:3], fps)
         refiner = self.session.refiner(plan.models, [stage2_caption(self.config, caption)])
-        chunks = _with_pts(_chain(first, pieces))
+        chunks = _with_pts(itertools.chain([first], pieces))
         for out, _pts in refiner.stream(chunks, plan, caption):
             yield from out
 
@@ -157,11 +158,6 @@ def _pieces(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
                 f"{array.shape}"
             )
         yield array[None] if array.ndim == 3 else array
-
-
-def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    yield first
-    yield from rest
 
 
 def _with_pts(pieces: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -22,7 +22,7 @@ from vidrefine.pipeline.loading import (
     load_stage_two,
 )
 from vidrefine.pipeline.refine import ClipRefiner, JobResult, RefineJob
-from vidrefine.pipeline.resume import file_identity
+from vidrefine.pipeline.resume import files_identity
 from vidrefine.pipeline.steps import stage2_caption
 from vidrefine.plan.clip import ClipPlan, ModelPlacement, SourceFacts, plan_batch
 from vidrefine.progress import NullProgress, Progress
@@ -95,6 +95,7 @@ class StageTwoSession:
         self.states: dict[str, torch.Tensor] = {}
         self.models: StageTwoModels | None = None
         self.placement: ModelPlacement | None = None
+        self.identity: dict = {}  # fingerprints of the weight files, taken when they load
 
     def refiner(self, placement: ModelPlacement, captions: Sequence[str]) -> ClipRefiner:
         """A refiner whose models follow `placement` and know every caption (already prefixed)."""
@@ -105,22 +106,23 @@ class StageTwoSession:
             folder = self.paths[T5_FOLDER]
             self.states |= encode_captions(folder, new, placement, self.device, self.progress)
         if self.models is None or self.placement != placement:
-            self.models = None
-            self.models = load_stage_two(self.paths, placement, self.device)
-            self.placement = placement
-        if self.device.type == "cpu" and {placement.dtype, placement.vae_dtype} != {"fp32"}:
-            self.progress.warn("half precision on the CPU is very slow; pass --dtype fp32 there")
+            self.models = None  # the old models leave before the new ones load
+            self.models = self._load(placement)
         return ClipRefiner(
             self.models,
             self.config,
             self.states.__getitem__,
             progress=self.progress,
-            weights_identity=self._identity(),
+            weights_identity=self.identity,
         )
 
-    def _identity(self) -> dict:
-        paths = self.paths.items()
-        return {name: file_identity(Path(p)) for name, p in paths if Path(p).is_file()}
+    def _load(self, placement: ModelPlacement) -> StageTwoModels:
+        if self.device.type == "cpu" and {placement.dtype, placement.vae_dtype} != {"fp32"}:
+            self.progress.warn("half precision on the CPU is very slow; pass --dtype fp32 there")
+        models = load_stage_two(self.paths, placement, self.device)
+        self.placement = placement
+        self.identity = files_identity(self.paths)
+        return models
 
     def refine(
         self,
@@ -136,11 +138,10 @@ class StageTwoSession:
         plans = plan_jobs(clips, self.config, self.device)  # DoesNotFit stops before loading
         captions = [stage2_caption(self.config, clip.job.caption) for clip in clips]
         refiner = self.refiner(plans[0].models, captions)
-        done = iter(
-            _refine_one(refiner, clip, plan, overwrite, resume, self.progress)
-            for clip, plan in zip(clips, plans, strict=True)
-        )
-        return [next(done) if isinstance(job, ClipJob) else job for job in jobs]
+        outcomes: dict[int, JobResult | JobFailure] = {}
+        for clip, plan in zip(clips, plans, strict=True):
+            outcomes[id(clip)] = _refine_one(refiner, clip, plan, overwrite, resume, self.progress)
+        return [outcomes.get(id(job), job) for job in jobs]  # type: ignore[misc]
 
 
 def refine_files(

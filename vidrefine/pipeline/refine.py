@@ -174,15 +174,16 @@ class ClipRefiner:
         result = result or JobResult(RefineJob(Path(), Path(), caption), plan)
         context = self.embeddings(stage2_caption(self.config, caption))
         carry = _Carry()
-        total = len(plan.windows)
+        total, seen = len(plan.windows), 0
         with self.progress.task("windows", total=total, unit="window") as bar:
             for window in slice_windows(chunks, plan.windowing):
                 frames = self._window(window, plan, context, store, carry, result)
                 yield self._emit(window, frames, plan, carry, result)
+                seen += 1
                 bar.advance()
-        if window.index + 1 != total:
+        if seen != total:
             self.progress.warn(
-                f"the clip held {window.index + 1} windows of frames where {total} were planned "
+                f"the clip held {seen} windows of frames where {total} were planned "
                 "(the probe's frame count was off); every frame was refined"
             )
 

@@ -42,6 +42,11 @@ def file_identity(path: Path) -> dict[str, Any]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256_ends": digest.hexdigest()}
 
 
+def files_identity(paths: Mapping[str, Path]) -> dict[str, dict[str, Any]]:
+    """`file_identity` of each file in `paths` (folders, such as T5's, are left out)."""
+    return {name: file_identity(Path(p)) for name, p in paths.items() if Path(p).is_file()}
+
+
 def job_key(parts: Mapping[str, Any]) -> str:
     """Stable key of everything that changes the numbers of a run (JSON-serialisable parts)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()

@@ -252,11 +252,11 @@ def _refine_all(
     rates: dict[str, Fraction],
 ) -> None:
     """Stage II for every clip from its float frames; the models are loaded once."""
-    from vidrefine.pipeline.resume import file_identity
+    from vidrefine.pipeline.resume import files_identity
     from vidrefine.pipeline.t2v_manifest import clip_entry
 
     models = load_stage_two(paths, run.plan.models, run.device)
-    identity = {name: file_identity(Path(p)) for name, p in paths.items() if Path(p).is_file()}
+    identity = files_identity(paths)
     files = {name: str(path) for name, path in paths.items()}
     manifest = manifest_path(run.output_dir)
     with run.progress.task("refine", total=len(jobs), unit="clip") as bar:
