@@ -20,3 +20,14 @@ def _offline_and_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> 
     monkeypatch.delenv("VIDREFINE_WEIGHTS", raising=False)
     cache: Path = tmp_path_factory.getbasetemp() / "xdg-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+
+
+@pytest.fixture(scope="session")
+def stage2_weights(tmp_path_factory) -> Path:
+    """Tiny official-format VAE, stage II DiT and T5 (what `upscale` needs), built once a run.
+
+    Shared: tests may read it and add their own preset files, never change the weights.
+    """
+    from tests.e2e.golden import upscale_weights
+
+    return upscale_weights(tmp_path_factory.mktemp("stage2-weights"))

@@ -116,7 +116,10 @@ def test_keyboard_interrupt_exits_130_with_one_line_when_pressed(extra_command):
 def test_usage_errors_stay_clicks_when_an_option_is_unknown():
     result = run("upscale", "--no-such-option")
     assert result.exit_code == 2
-    assert "No such option" in result.stderr
+    assert result.stderr == (
+        "vidrefine: error: upscale: no such option '--no-such-option' "
+        "(see 'vidrefine upscale --help')\n"
+    )
 
 
 def test_commands_print_through_the_injected_environment_when_one_is_given():

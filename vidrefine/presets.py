@@ -45,16 +45,27 @@ def preset_path(name_or_path: str) -> Path:
     """Find a preset by name (`faithful`) or as a path to a TOML file of the user's."""
     if name_or_path.endswith(".toml") or "/" in name_or_path or "\\" in name_or_path:
         path = Path(name_or_path).expanduser()
+        if path.is_dir():
+            raise _folder_given(path)
         if not path.is_file():
             raise BadInput(f"preset file {path} does not exist")
         return path
     shipped = available_presets()
+    if name_or_path not in shipped and Path(name_or_path).expanduser().is_dir():
+        raise _folder_given(Path(name_or_path).expanduser())
     if name_or_path not in shipped:
         raise BadInput(
             f"unknown preset {name_or_path!r}; shipped presets: {', '.join(shipped)} "
             "(or give a path to a .toml file)"
         )
     return shipped[name_or_path]
+
+
+def _folder_given(folder: Path) -> BadInput:
+    """The error for --preset DIR: a folder is not a preset file; name one inside it if any."""
+    inside = sorted(folder.glob("*.toml"))
+    hint = f"e.g. --preset {inside[0]}" if inside else "a .toml file or a shipped preset name"
+    return BadInput(f"preset {folder} is a folder, not a preset file; give one file ({hint})")
 
 
 def read_preset(path: Path) -> dict[str, Any]:

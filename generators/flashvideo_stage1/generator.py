@@ -4,6 +4,10 @@ The DiT is vidrefine's `VideoDiT` in its stage-I configuration, loaded from the 
 stage1.pt with the LoRA merged at load (spec §3.8); the VAE is the same CogVideoX VAE stage II
 uses, at latent scale 0.7 (spec §6.4). Both load through `vidrefine.pipeline.loading`, placed as
 the run's plan says (precision, layer streaming, compile), exactly like stage II's models.
+
+As for stage II, the DiT's architecture is read from the file: a smaller or fine-tuned stage1.pt
+loads as it is, and only a file of the other stage (stage2.pt under the name stage1.pt) is
+refused. `dit_config` is the shape the memory plan assumes before any weight is read.
 """
 
 from __future__ import annotations
@@ -44,7 +48,10 @@ class FlashVideoStage1:
     """FlashVideo's stage-I generator (plugin API version 2).
 
     The constructor arguments exist for tests and experiments (a tiny model at a tiny size);
-    the entry point builds the defaults, which are the original's.
+    the entry point builds the defaults, which are the original's. `dit_config` (the official
+    5.6 B `STAGE1_DIT` by default) is what the run's memory plan sizes before loading; the
+    weights load in whatever stage-I architecture stage1.pt holds, so a smaller file is planned
+    as the official size (the plan then overestimates) and a larger one is not planned for.
     """
 
     api_version = API_VERSION
@@ -64,10 +71,11 @@ class FlashVideoStage1:
         steps: int = STEPS,
         dit_config: DiTConfig | None = STAGE1_DIT,
     ) -> None:
-        """Set the clip geometry.
+        """Set the clip geometry and the DiT shape the memory plan assumes.
 
-        `dit_config=None` accepts whatever architecture stage1.pt holds, and then there is no
-        DiT for the run's memory plan (tests use it with tiny weights).
+        Loading accepts whatever stage-I architecture stage1.pt holds in either case;
+        `dit_config=None` only leaves the DiT out of the run's memory plan (tests use it with
+        tiny weights).
         """
         self.size_hw = size_hw
         self.num_frames = num_frames
@@ -122,7 +130,9 @@ class FlashVideoStage1:
         """Load stage1.pt (LoRA merged) and 3d-vae.pt from vidrefine's weight search path.
 
         Placed as stage II's models are: offload "layer" keeps the 5.6 B DiT (11 GB in bf16) in
-        host memory and streams its blocks to `device`; the VAE is always on `device`.
+        host memory and streams its blocks to `device`; the VAE is always on `device`. The DiT's
+        architecture is the file's (not `dit_config`, which only sized the plan); a stage-II
+        file is refused.
         """
         from vidrefine.checkpoints.weights import STAGE1, VAE, resolve
 
@@ -132,7 +142,7 @@ class FlashVideoStage1:
         self._dtype = torch_dtype(placement.dtype)
         self._vae_dtype = torch_dtype(placement.vae_dtype)
         self._dit = load_transformer(
-            paths[STAGE1.name], self.dit_config, stage=1, placement=placement, device=device
+            paths[STAGE1.name], None, stage=1, placement=placement, device=device
         )
         self._vae = load_vae_for(paths[VAE.name], placement, device)
         self.model_files = {"stage1": str(paths[STAGE1.name]), "vae": str(paths[VAE.name])}
@@ -178,7 +188,8 @@ class FlashVideoStage1:
         """
         channels, spatial, temporal = self._vae_factors()
         (h, w), frames = self.size_hw, self.num_frames
-        multiple = spatial * (self.dit_config.patch_size if self.dit_config else 2)
+        dit = getattr(self._dit, "config", None) or self.dit_config  # the file's, once loaded
+        multiple = spatial * (dit.patch_size if dit else 2)
         if h % multiple or w % multiple:
             raise BadInput(f"generator size {w}x{h} must be a multiple of {multiple}")
         if (frames - 1) % temporal:

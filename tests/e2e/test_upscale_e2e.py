@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from dit_fixtures import official_dit_tensors, write_official
-from t5_fixtures import TINY_T5_WIDTH, make_tiny_t5, tiny_caption
-from vae_fixtures import write_official_vae
+from progress_fixtures import InterruptAfterWindows
+from t5_fixtures import TINY_T5_WIDTH, tiny_caption
 
 from tests.media import make_clip
 from vidrefine.cli import cli
@@ -33,12 +33,8 @@ vae_mode = "whole"
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("weights")
-    write_official_vae(folder / "3d-vae.pt", seed=1, widths=(32, 32, 32, 32))
-    write_official(folder / "stage2.pt", official_dit_tensors(text_dim=TINY_T5_WIDTH, seed=2))
-    make_tiny_t5(folder / "t5-v1_1-xxl")
-    return folder
+def weights(stage2_weights) -> Path:
+    return stage2_weights
 
 
 @pytest.fixture(scope="module")
@@ -116,36 +112,6 @@ def test_layer_streaming_gives_the_same_frames_when_dit_and_t5_blocks_stream(
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
-class InterruptAfterFirstWindow:
-    """A progress display whose user presses Ctrl-C once the first window is finished."""
-
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-
-    def task(self, label, total=None, unit="frames"):
-        class Task:
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                return None
-
-            def advance(self, n=1):
-                if label == "windows":
-                    raise KeyboardInterrupt
-
-            def set_total(self, total):
-                return None
-
-        return Task()
-
-    def info(self, message):
-        self.notes.append(message)
-
-    def warn(self, message):
-        self.notes.append(message)
-
-
 def test_interrupted_run_resumes_and_reuses_its_finished_window_when_rerun(
     tmp_path, weights, monkeypatch
 ):
@@ -165,7 +131,7 @@ def test_interrupted_run_resumes_and_reuses_its_finished_window_when_rerun(
     paths = {n: weights / n for n in ("3d-vae.pt", "stage2.pt", "t5-v1_1-xxl")}
     job = RefineJob(clip.path, tmp_path / "out.mp4", "a b c")
     with pytest.raises(Interrupted):
-        refine_files([job], config, paths, progress=InterruptAfterFirstWindow())
+        refine_files([job], config, paths, progress=InterruptAfterWindows(1))
     assert not job.output.exists()  # nothing half-written under the final name
     assert len(list((tmp_path / "jobs").glob("*/window_*.safetensors"))) == 1
     (result,) = refine_files([job], config, paths, progress=NullProgress())

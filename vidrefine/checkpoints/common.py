@@ -7,6 +7,8 @@ messages for a truncated file or a wrong key set read the same for every model.
 from __future__ import annotations
 
 import json
+import pickle
+import re
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,12 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from vidrefine.checkpoints.weights import refetch_hint
 from vidrefine.errors import BadCheckpoint, MissingWeights
 
 # The official FlashVideo files wrap their tensors: stage{1,2}.pt in "module", 3d-vae.pt in
 # "state_dict" (flashvideo-spec §8.1).
 _WRAPPER_KEYS = ("module", "state_dict")
 _MAX_KEYS_SHOWN = 8
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # the class torch's weights-only unpickler refused
 
 
 @dataclass
@@ -48,15 +52,37 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
 
 
 def _read_torch_file(path: Path) -> RawCheckpoint:
+    """Tensors of a torch.save file, loaded with weights_only=True (no code from the file runs).
+
+    Errors are one line that names the file and how to get it again. Torch's own advice for a
+    pickle that holds Python objects (load with weights_only=False, which runs the file's code)
+    is never passed on.
+    """
+    if path.stat().st_size == 0:
+        raise BadCheckpoint(
+            f"{path} is empty (0 bytes: a download or copy that did not finish); "
+            f"{refetch_hint(path)}"
+        )
     if not zipfile.is_zipfile(path):
         raise BadCheckpoint(
             f"{path} is not a PyTorch checkpoint (truncated or not a zip archive); "
-            "download it again"
+            f"{refetch_hint(path)}"
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:  # the weights-only unpickler refused the pickle
+        found = _GLOBAL.search(str(exc))
+        what = f"Python objects ({found.group(1)})" if found else "Python objects or damage"
+        raise BadCheckpoint(
+            f"{path} is not a checkpoint vidrefine can read: besides tensors it holds {what}, "
+            "and vidrefine never runs code from a weight file; use the official file "
+            f"({refetch_hint(path)}) or save a plain dictionary of tensors"
+        ) from exc
     except Exception as exc:  # torch raises several types for damaged archives
-        raise BadCheckpoint(f"{path} could not be read as a PyTorch checkpoint: {exc}") from exc
+        reason = _first_line(exc)
+        raise BadCheckpoint(
+            f"{path} could not be read as a PyTorch checkpoint ({reason}); {refetch_hint(path)}"
+        ) from exc
     if isinstance(obj, Mapping):
         for key in _WRAPPER_KEYS:
             if key in obj and isinstance(obj[key], Mapping):
@@ -67,6 +93,12 @@ def _read_torch_file(path: Path) -> RawCheckpoint:
             f"{path} holds no tensor dictionary (expected 'module' or 'state_dict')"
         )
     return RawCheckpoint(dict(obj), "pt", path)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, without torch's advice to unpickle anyway."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return "damaged archive" if "weights_only" in text else text
 
 
 def _read_safetensors(path: Path) -> RawCheckpoint:

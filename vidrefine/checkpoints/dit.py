@@ -130,9 +130,28 @@ def check_config(found: DiTConfig, expected: DiTConfig | None, path: Path) -> Di
     if not differ:
         return expected
     stage = stage_name(expected)
+    if stage_name(found) == stage:  # the right stage, another size (e.g. a small fine-tune)
+        raise BadCheckpoint(
+            f"{path.name} holds a {stage} DiT of another size than the one expected here: the "
+            f"file has {describe(found, differ)}, the expected one {describe(expected, differ)} "
+            "(pass config=None to accept the architecture the file holds)"
+        )
     raise BadCheckpoint(
         f"{path.name} passed where {stage} is expected: the file has {describe(found, differ)}"
         f" (a {stage_name(found)} DiT), {stage} has {describe(expected, differ)}"
+    )
+
+
+def wrong_stage(path: Path, found: DiTConfig, stage: int) -> BadCheckpoint:
+    """The error for a DiT file of the other stage, e.g. stage2.pt copied over stage1.pt."""
+    holds, wanted = stage_name(found), "stage II" if stage == 2 else "stage I"
+    right, other = ("stage2.pt", "stage1.pt") if stage == 2 else ("stage1.pt", "stage2.pt")
+    named = f"is named {right} but " if path.name == right else ""
+    copy = f" (a copy of {other}?)" if path.name == right else ""
+    return BadCheckpoint(
+        f"{path} {named}holds FlashVideo's {holds} DiT{copy}, and a {wanted} DiT is needed "
+        f"here; put the {wanted} checkpoint ({right}) there: `vidrefine download --only "
+        f"{right.removesuffix('.pt')}` fetches it"
     )
 
 
@@ -261,11 +280,7 @@ def load_dit(
     """
     weights = read_dit_weights(path, config)
     if stage is not None and weights.config.stage2_embeddings != (stage == 2):
-        expected = "stage II" if stage == 2 else "stage I"
-        raise BadCheckpoint(
-            f"{weights.path.name} holds a {stage_name(weights.config)} DiT but {expected} is "
-            f"expected; pass {'stage2.pt' if stage == 2 else 'stage1.pt'}"
-        )
+        raise wrong_stage(weights.path, weights.config, stage)
     tensors = weights.tensors
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}

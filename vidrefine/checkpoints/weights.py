@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidrefine.errors import MissingWeights, OutputNotWritable
+from vidrefine.errors import BadCheckpoint, MissingWeights, OutputNotWritable
 
 # Where each file comes from. Kept as constants so a moved file is a one-line fix.
 FLASHVIDEO_REPO = "FoundationVision/FlashVideo"
@@ -83,6 +83,15 @@ class WeightFile:
         if all(_nonempty_file(entry / source.local_name) for source in self.sources):
             return True
         return _is_transformers_folder(entry)
+
+    def empty_files_in(self, root: Path) -> list[Path]:
+        """The files of this entry in `root` that exist but hold zero bytes (a failed copy)."""
+        entry = root / self.name
+        if self.folder:
+            candidates = [entry / source.local_name for source in self.sources]
+        else:
+            candidates = [entry]
+        return [p for p in candidates if p.is_file() and p.stat().st_size == 0]
 
 
 def _is_transformers_folder(entry: Path) -> bool:
@@ -213,8 +222,11 @@ def resolve(
     found = locate(files, folders)
     missing = [w for w in files if found[w.name] is None]
     if missing:
+        empty_files = [p for w in missing for f in folders for p in w.empty_files_in(f)]
         if offline or not fetch or hub_offline():
             why = "offline" if offline or hub_offline() else "not fetching"
+            if empty_files:
+                raise BadCheckpoint(_empty_message(empty_files, missing, folders, weights_dir, why))
             raise MissingWeights(_missing_message(missing, folders, weights_dir, why))
         target = folders[0]
         _announce_fetch(missing, target, announce)
@@ -232,6 +244,33 @@ def _missing_message(
         f"missing weights {names} (looked in {looked}); {why}, so nothing was fetched: "
         f"run `{download_command(missing, weights_dir)}` when online"
     )
+
+
+def _empty_message(
+    empty: list[Path],
+    missing: list[WeightFile],
+    folders: list[Path],
+    weights_dir: str | Path | None,
+    why: str,
+) -> str:
+    """A zero-byte file is not missing: it is damaged, and fetching it again replaces it."""
+    files = ", ".join(str(p) for p in empty)
+    verb = "is" if len(empty) == 1 else "are"
+    absent = [w.display_name for w in missing if not any(w.empty_files_in(f) for f in folders)]
+    also = f" (with {', '.join(absent)}, which is not there at all)" if absent else ""
+    return (
+        f"{files} {verb} empty (0 bytes: a download or copy that did not finish); {why}, so "
+        f"nothing was fetched: run `{download_command(missing, weights_dir)}` to fetch "
+        f"{'it' if len(empty) == 1 else 'them'} again{also}"
+    )
+
+
+def refetch_hint(path: Path) -> str:
+    """How to get a weight file again, by its name: `vidrefine download --only KEY`."""
+    for weight in ALL_WEIGHTS:
+        if path.name == weight.name or path.parent.name == weight.name:
+            return f"fetch it again with `vidrefine download --only {weight.key}`"
+    return "fetch or copy it again (`vidrefine download` fetches the official files)"
 
 
 def _announce_fetch(
@@ -314,6 +353,7 @@ __all__ = [
     "WeightFile",
     "download_command",
     "locate",
+    "refetch_hint",
     "resolve",
     "search_path",
     "user_cache_dir",

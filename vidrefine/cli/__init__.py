@@ -1,15 +1,22 @@
 """The `vidrefine` command: a click group whose commands live in submodules exposing `command`.
 
 Errors become one line on stderr and an exit code (`vidrefine.errors.ExitCode`); `--traceback`
-shows the stack. Commands print only through the injected `Environment` (`ctx.obj`).
+shows the stack. Usage mistakes are one line too (exit 2), with a suggestion for a misspelled
+command or option, and warnings vidrefine's code issues during a command are
+`vidrefine: warning: ...` lines. Commands print only through the injected `Environment`
+(`ctx.obj`). Nothing here imports torch: each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import traceback as tb
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -20,6 +27,96 @@ from vidrefine.errors import ExitCode, VidrefineError
 # Command name == module name under vidrefine/cli/; each module defines `command`.
 COMMAND_MODULES = ("info", "upscale", "t2v", "doctor", "download", "convert", "presets")
 _HERE = Path(__file__).resolve().parent
+_PACKAGE = _HERE.parent  # vidrefine/: warnings issued from files under it are vidrefine's
+
+
+class OneLineUsageError(click.UsageError):
+    """A click usage error shown as `vidrefine: error: <what>` (no usage block), exit 2."""
+
+    exit_code = int(ExitCode.BAD_INPUT)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Write the one line to `file`, else to the command's Environment's stderr."""
+        if file is not None:
+            print(f"vidrefine: error: {self.format_message()}", file=file, flush=True)
+            return
+        root = self.ctx.find_root() if self.ctx is not None else None
+        obj = root.obj if root is not None else None
+        env = obj if isinstance(obj, Environment) else Environment.from_system()
+        env.error(self.format_message())
+
+
+def _closest(name: str, candidates: list[str]) -> str | None:
+    """The candidate most like `name`, compared without leading dashes (difflib, cutoff 0.6)."""
+    bare = {c.lstrip("-"): c for c in candidates}
+    close = difflib.get_close_matches(name.lstrip("-"), list(bare), n=1, cutoff=0.6)
+    return bare[close[0]] if close else None
+
+
+def _suggestion(exc: click.UsageError) -> str | None:
+    """The closest command or option name to a misspelled one, when there is a close one."""
+    if isinstance(exc, click.exceptions.NoSuchOption):
+        return _closest(exc.option_name, exc.possibilities or [])  # click's near names
+    if isinstance(exc, click.exceptions.NoSuchCommand) and exc.ctx is not None:
+        group = exc.ctx.command
+        if isinstance(group, click.Group):
+            return _closest(exc.command_name, group.list_commands(exc.ctx))
+    return None
+
+
+def one_line_usage_error(
+    exc: click.UsageError, command_path: str | None = None
+) -> click.UsageError:
+    """`exc` as one line: 'upscale: no such option '--stpes'; did you mean '--steps'?'.
+
+    `command_path` ('vidrefine upscale') names the command when click raised `exc` without a
+    context. A bare `vidrefine` (click's help instead of an error) and errors already converted
+    pass through.
+    """
+    if isinstance(exc, OneLineUsageError | click.exceptions.NoArgsIsHelpError):
+        return exc
+    suggestion = _suggestion(exc)
+    # click's own message, without the 'Did you mean' it appends for misspelled names
+    named = isinstance(exc, click.exceptions.NoSuchOption | click.exceptions.NoSuchCommand)
+    text = " ".join((exc.message if named else exc.format_message()).split()).rstrip(".")
+    text = text[:1].lower() + text[1:]
+    path = exc.ctx.command_path if exc.ctx is not None else command_path or "vidrefine"
+    where = " ".join(path.split()[1:])  # the command under the group, as typed
+    if where:
+        text = f"{where}: {text}"
+    if suggestion:
+        text += f"; did you mean '{suggestion}'?"
+    else:
+        text += f" (see '{' '.join(filter(None, ('vidrefine', where)))} --help')"
+    return OneLineUsageError(text, ctx=exc.ctx)
+
+
+def _issued_by_vidrefine(category: type[Warning], filename: str) -> bool:
+    if category.__module__.split(".")[0] == "vidrefine":
+        return True
+    try:
+        return Path(filename).resolve().is_relative_to(_PACKAGE)
+    except (OSError, ValueError):
+        return False
+
+
+@contextmanager
+def warnings_as_lines(environment: Callable[[], Environment]) -> Iterator[None]:
+    """While a command runs, show vidrefine's Python warnings as `vidrefine: warning: ...`.
+
+    Warnings from other packages keep Python's format; everything is restored afterwards.
+    """
+    with warnings.catch_warnings():
+        shown_before = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if _issued_by_vidrefine(category, filename):
+                environment().warn(str(message))
+            else:
+                shown_before(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def _available(name: str) -> bool:
@@ -42,10 +139,27 @@ class CommandGroup(click.Group):
             return module.command
         return super().get_command(ctx, cmd_name)
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """Parse the group's own options; a usage mistake there is one line too."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise one_line_usage_error(exc) from exc
+
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; turn every failure into one line on stderr and its exit code."""
         try:
-            return super().invoke(ctx)
+            with warnings_as_lines(lambda: _environment(ctx)):
+                return super().invoke(ctx)
+        except click.UsageError as exc:
+            path = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
+            raise one_line_usage_error(exc, path) from exc
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except BrokenPipeError:
@@ -67,8 +181,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else "(no message)"
 
 
+def _environment(ctx: click.Context) -> Environment:
+    return ctx.obj if isinstance(ctx.obj, Environment) else Environment.from_system()
+
+
 def _fail(ctx: click.Context, exc: BaseException, message: str, code: int) -> None:
-    env = ctx.obj if isinstance(ctx.obj, Environment) else Environment.from_system()
+    env = _environment(ctx)
     if ctx.params.get("traceback"):
         env.stderr.write("".join(tb.format_exception(type(exc), exc, exc.__traceback__)))
     env.error(" ".join(message.split("\n")))
@@ -90,4 +208,13 @@ def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="vidrefine")
 
 
-__all__ = ["COMMAND_MODULES", "CommandGroup", "Environment", "cli", "main"]
+__all__ = [
+    "COMMAND_MODULES",
+    "CommandGroup",
+    "Environment",
+    "OneLineUsageError",
+    "cli",
+    "main",
+    "one_line_usage_error",
+    "warnings_as_lines",
+]

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidrefine.errors import BadInput, OutputNotWritable
-from vidrefine.io.atomic import check_output as io_check_output
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts"}
@@ -79,6 +78,9 @@ def plan_outputs(
                 " (or give one input)"
             )
         return [output / output_name(f, size) for f in files]
+    from vidrefine.io.atomic import check_name_length
+
+    check_name_length(output)
     if output.is_dir() or output_arg.endswith(("/", os.sep)):
         return [output / output_name(files[0], size)]
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -87,16 +89,21 @@ def plan_outputs(
 
 
 def check_output(output: Path, *, input_path: Path, overwrite: bool) -> None:
-    """The writer's checks (vidrefine.io.atomic), except that missing folders are allowed.
+    """The writer's checks (vidrefine.io.atomic), except that missing folders are allowed and an
+    existing output made by vidrefine (it carries a resume key) passes.
 
     Folders that do not exist yet are created by `make_output_folders` once every job has been
-    checked; here it is enough that their nearest existing ancestor is a writable folder.
+    checked; here it is enough that their nearest existing ancestor is a writable folder. Whether
+    an existing vidrefine output is skipped (same job: the rerun of a finished command) or refused
+    (other settings) is decided by the pipeline, which knows the job's key.
     """
     ancestor = output.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if ancestor == output.parent:
-        io_check_output(input_path, output, overwrite=overwrite)
+        from vidrefine.io.writer import check_output_or_tagged  # PyAV loads only when needed
+
+        check_output_or_tagged(input_path, output, overwrite=overwrite)
         return
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         raise OutputNotWritable(f"cannot write {output}: {ancestor} is not a writable folder")
@@ -110,6 +117,8 @@ def make_output_folders(jobs: list[UpscaleJob]) -> None:
 
 def read_caption_file(path: Path) -> str:
     """A caption file's text with its whitespace (line breaks too) collapsed to single spaces."""
+    if path.is_dir():
+        raise BadInput(f"caption file {path} is a folder, not a file; give the caption's .txt file")
     if not path.is_file():
         raise BadInput(f"caption file {path} does not exist")
     try:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-from vidrefine.checkpoints.common import read_checkpoint
 from vidrefine.errors import BadInput
 
 KINDS = ("auto", "vae", "dit")
@@ -19,6 +18,8 @@ KINDS = ("auto", "vae", "dit")
 
 def detect_kind(src: Path) -> str:
     """'vae' for encoder.*/decoder.* weights, 'dit' for stage checkpoints; BadInput otherwise."""
+    from vidrefine.checkpoints.common import read_checkpoint  # torch: only when converting
+
     raw = read_checkpoint(src)
     tag = raw.metadata.get("vidrefine_format")
     if tag in ("vae", "dit"):

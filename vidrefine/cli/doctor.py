@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from vidrefine.checkpoints.weights import ALL_WEIGHTS, WeightFile, search_path
 from vidrefine.cli.environment import Environment
+
+if TYPE_CHECKING:  # rich tables and vidrefine.checkpoints (torch) load when the command runs
+    from rich.table import Table
+
+    from vidrefine.checkpoints.weights import WeightFile
 
 ENCODERS = ("libx264", "libx265", "aac")
 
@@ -57,10 +62,23 @@ def _size_text(path: Path) -> str:
     return f"{sum(p.stat().st_size for p in files) / 1e9:.2f} GB"
 
 
-def weights_table(folders: list[Path], files: tuple[WeightFile, ...] = ALL_WEIGHTS) -> Table:
-    """One row per weight entry: where it was found (first folder wins) and its size."""
+def missing_weights(
+    folders: list[Path], files: tuple[WeightFile, ...] | None = None
+) -> tuple[WeightFile, ...]:
+    """The entries of `files` (default: all four) found in none of `folders`."""
+    from vidrefine.checkpoints.weights import ALL_WEIGHTS
+
+    return tuple(w for w in files or ALL_WEIGHTS if not any(w.present_in(f) for f in folders))
+
+
+def weights_table(folders: list[Path], files: tuple[WeightFile, ...] | None = None) -> Table:
+    """One row per weight entry (default: all four): where it was found (first folder wins)."""
+    from rich.table import Table
+
+    from vidrefine.checkpoints.weights import ALL_WEIGHTS
+
     table = Table("weights", "needed by", "found in", "size", title="weights")
-    for weight in files:
+    for weight in files or ALL_WEIGHTS:
         needed = "t2v" if weight.key == "stage1" else "upscale, t2v"
         folder = next((f for f in folders if weight.present_in(f)), None)
         if folder is None:
@@ -87,6 +105,10 @@ def weights_table(folders: list[Path], files: tuple[WeightFile, ...] = ALL_WEIGH
 @click.pass_obj
 def command(env: Environment, weights: Path | None, selftest: bool) -> None:
     """Check the installation: torch, GPUs, codecs, and which weights are found where."""
+    from rich.table import Table
+
+    from vidrefine.checkpoints.weights import download_command, search_path, total_gb
+
     system = Table("component", "state", title="system", show_header=False)
     for name, state in (*torch_rows(), *av_rows()):
         system.add_row(name, state)
@@ -97,6 +119,16 @@ def command(env: Environment, weights: Path | None, selftest: bool) -> None:
         exists = "" if folder.is_dir() else " (does not exist)"
         env.console.print(f"  {index}. {folder}{exists}")
     env.console.print(weights_table(folders))
+    missing = missing_weights(folders)
+    if missing:
+        where = shlex.quote(str(weights)) if weights is not None else None
+        env.console.print(
+            f"missing weights (~{total_gb(missing):.1f} GB) are fetched by: "
+            + download_command(missing, where),
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
     if selftest:
         run_selftest_command(env)
 

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from vidrefine.checkpoints.weights import ALL_WEIGHTS, BY_KEY, WeightFile, resolve
 from vidrefine.cli.environment import Environment
 from vidrefine.errors import BadInput
+
+if TYPE_CHECKING:  # vidrefine.checkpoints imports torch: loaded when the command runs
+    from vidrefine.checkpoints.weights import WeightFile
 
 
 def parse_only(text: str | None) -> tuple[WeightFile, ...]:
     """'vae,stage2' -> those entries; None -> all four."""
+    from vidrefine.checkpoints.weights import ALL_WEIGHTS, BY_KEY
+
     if text is None:
         return ALL_WEIGHTS
     keys = [k.strip() for k in text.split(",") if k.strip()]
@@ -42,6 +46,10 @@ def parse_only(text: str | None) -> tuple[WeightFile, ...]:
 @click.pass_obj
 def command(env: Environment, weights: Path | None, only: str | None, offline: bool) -> None:
     """Fetch FlashVideo's weights and the T5 encoder (resumes an interrupted download)."""
+    from rich.table import Table
+
+    from vidrefine.checkpoints.weights import resolve
+
     files = parse_only(only)
     found = resolve(files, weights_dir=weights, offline=offline, announce=env.note)
     table = Table("weights", "path", title="weights ready")

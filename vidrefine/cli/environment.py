@@ -88,6 +88,16 @@ class Environment:
         """One plain line on stderr, prefixed with the program name."""
         print(f"vidrefine: {message}", file=self.stderr, flush=True)
 
+    def warn(self, message: str) -> None:
+        """One warning line on stderr; on a terminal it goes above any live progress bars."""
+        line = "vidrefine: warning: " + " ".join(message.split())
+        if self.stderr_isatty:
+            from rich.text import Text
+
+            self.err_console.print(Text(line, style="yellow"), soft_wrap=True)
+        else:
+            print(line, file=self.stderr, flush=True)
+
     def error(self, message: str) -> None:
         """The one error line of a failed command."""
         print(f"vidrefine: error: {message}", file=self.stderr, flush=True)

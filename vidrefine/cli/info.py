@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from vidrefine.io.probe import MediaInfo, probe
+from vidrefine.cli.environment import Environment
+
+if TYPE_CHECKING:  # PyAV (probe) and the planner load when the command runs
+    from vidrefine.config import RunConfig
+    from vidrefine.io.probe import MediaInfo
+    from vidrefine.plan.clip import ClipPlan, SourceFacts
+    from vidrefine.plan.hardware import DeviceFacts
+
+# GPU memory sizes (GB) of common cards, tried in turn for "smallest card" without a GPU
+CARD_SIZES_GB = (8, 10, 12, 16, 24, 32, 40, 48, 80)
 
 
 def _rate(value) -> str:
@@ -69,6 +79,8 @@ def command(
     vram: float | None,
 ) -> None:
     """Show what FILE holds: size, rotation, exact frame rate, frame count, colour, audio."""
+    from vidrefine.io.probe import probe
+
     info = probe(file)
     if plan:
         print_plan(info, preset, size, vram, as_json=as_json)
@@ -76,7 +88,6 @@ def command(
     if as_json:
         click.echo(json.dumps(info.to_dict(), indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -84,7 +95,13 @@ def command(
     table.add_column()
     for label, value in _rows(info):
         table.add_row(label, value)
-    Console(highlight=False, soft_wrap=True).print(table)
+    _environment().console.print(table)
+
+
+def _environment() -> Environment:
+    """The group's Environment, or the real process when the command runs on its own."""
+    env = click.get_current_context().find_object(Environment)
+    return env if env is not None else Environment.from_system()
 
 
 def print_plan(
@@ -96,15 +113,74 @@ def print_plan(
     from vidrefine.presets import load_config
 
     config = load_config(preset, {"size": size, "vram_gb": vram})
-    plan = plan_clip(SourceFacts.of_media(info), config, device_facts())
+    device = device_facts()
+    source = SourceFacts.of_media(info)
+    plan = plan_clip(source, config, device)
     if as_json:
         click.echo(json.dumps(plan.to_dict(), indent=2))
         return
-    _plan_table(plan, preset)
+    cards: list[tuple[str, str]] = []
+    if device.kind != "cuda" and vram is None:
+        cards = [
+            (f"smallest card, {name}", card)
+            for name, card in smallest_cards(source, size, device.host_memory_gb).items()
+        ]
+    _plan_table(plan, preset, device_text(plan.device, config, preset, vram), cards)
 
 
-def _plan_table(plan, preset: str | None) -> None:
-    from rich.console import Console
+def device_text(
+    device: DeviceFacts, config: RunConfig, preset: str | None, vram: float | None
+) -> str:
+    """What the plan was made for: the GPU found, the --vram card, or no GPU and no budget."""
+    found = (
+        f"{device.name} ({device.memory_gb:.1f} GB)"
+        if device.kind == "cuda" and device.memory_gb is not None
+        else "no CUDA GPU found"
+    )
+    if vram is not None:
+        return f"{found}: planned for a {vram:.1f} GB card (--vram)"
+    if config.vram_gb is not None:
+        return f"{found}: planned for a {config.vram_gb:.1f} GB budget (preset {preset})"
+    if device.kind == "cuda":
+        return f"{found}: planned for this card"
+    return f"{found}: planned without a budget; pass --vram GB to plan for a card"
+
+
+def smallest_cards(source: SourceFacts, size: str | None, host_memory_gb: float) -> dict[str, str]:
+    """For each shipped preset, the smallest card of CARD_SIZES_GB its plan for `source` fits.
+
+    Each card is planned as a CUDA device of that memory (bf16 where the preset says "auto"); a
+    preset's own `vram_gb` budget is kept when it is smaller than the card.
+    """
+    from vidrefine.config import replace
+    from vidrefine.errors import DoesNotFit
+    from vidrefine.plan.clip import plan_clip
+    from vidrefine.plan.hardware import DeviceFacts
+    from vidrefine.presets import available_presets, load_config
+
+    found: dict[str, str] = {}
+    for name in available_presets():
+        config = load_config(name, {"size": size})
+        found[name] = f"none up to {CARD_SIZES_GB[-1]} GB"
+        for card in CARD_SIZES_GB:
+            budget = card if config.vram_gb is None else min(config.vram_gb, card)
+            device = DeviceFacts("cuda", f"{card} GB card", float(card), host_memory_gb)
+            try:
+                plan = plan_clip(source, replace(config, vram_gb=float(budget)), device)
+            except DoesNotFit:
+                continue
+            memory = plan.memory
+            if memory.gpu_peak_gb <= card:
+                how = ", layers streamed" * (memory.offload == "layer")
+                how += ", guidance in turn" * (not memory.cfg_batched)
+                found[name] = f"{card} GB (GPU peak {memory.gpu_peak_gb:.1f} GB{how})"
+                break
+    return found
+
+
+def _plan_table(
+    plan: ClipPlan, preset: str | None, device: str, cards: list[tuple[str, str]]
+) -> None:
     from rich.table import Table
 
     memory = plan.memory
@@ -115,7 +191,8 @@ def _plan_table(plan, preset: str | None) -> None:
     first, last = plan.windows[0], plan.windows[-1]
     table.add_row("output", f"{w}x{h} ({memory.tokens:,} DiT tokens a sample)")
     table.add_row("windows", f"{len(plan.windows)} (frames {first.start_frame}-{last.stop_frame})")
-    table.add_row("device", f"{plan.device.name}, budget " + _gb(memory.budget_gb))
+    table.add_row("device", device)
+    table.add_row("budget", _gb(memory.budget_gb))
     table.add_row("precision", f"DiT {plan.models.dtype}, VAE {plan.models.vae_dtype}")
     table.add_row("offload", memory.offload)
     table.add_row("guidance", "batched (2 in one call)" if memory.cfg_batched else "in turn")
@@ -126,8 +203,10 @@ def _plan_table(plan, preset: str | None) -> None:
         table.add_row(f"GPU peak during {name}", f"{gb:.2f} GB")
     table.add_row("GPU peak", f"{memory.gpu_peak_gb:.2f} GB")
     table.add_row("host RAM peak", f"{memory.host_gb:.2f} GB")
-    Console(highlight=False, soft_wrap=True).print(table)
+    for label, value in cards:
+        table.add_row(label, value)
+    _environment().console.print(table)
 
 
 def _gb(value: float | None) -> str:
-    return "none given" if value is None else f"{value:.1f} GB"
+    return "none (no GPU: nothing is refused)" if value is None else f"{value:.1f} GB"

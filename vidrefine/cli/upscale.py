@@ -115,6 +115,13 @@ def run_refine(
     if as_json:
         env.stdout.write(json.dumps([result_dict(r) for r in results], indent=2) + "\n")
     failed = [r for r in results if isinstance(r, JobFailure)]
+    if len(results) == 1 and failed and failed[0].cause is not None:
+        raise failed[0].cause  # one clip: its own line and exit code
+    codes = {f.cause.exit_code for f in failed if f.cause is not None}
+    if failed and len(codes) == 1 and all(f.cause is not None for f in failed):
+        err = VidrefineError(f"{len(failed)} of {len(results)} clips failed (see above)")
+        err.exit_code = codes.pop()
+        raise err
     if failed:
         raise VidrefineError(f"{len(failed)} of {len(results)} clips failed (see above)")
 
@@ -131,6 +138,7 @@ def result_dict(result: Any) -> dict[str, Any]:
         "frames": result.frames,
         "windows": result.windows,
         "reused_windows": result.reused_windows,
+        "skipped": result.skipped,
         "seconds": result.seconds,
         "peak_memory_bytes": result.peak_memory_bytes,
         "plan": result.plan.to_dict(),
@@ -138,7 +146,9 @@ def result_dict(result: Any) -> dict[str, Any]:
 
 
 def print_summary(results: list[Any], env: Environment) -> None:
-    """One row per job: output, size, frames, windows reused, time per phase, peak memory."""
+    """One row per job: output, size, frames, windows reused, time per phase, peak memory; a job
+    whose output was already done says "skipped".
+    """
     from rich.table import Table
 
     from vidrefine.pipeline.batch import JobFailure
@@ -150,11 +160,15 @@ def print_summary(results: list[Any], env: Environment) -> None:
         if isinstance(r, JobFailure):
             table.add_row(r.job.input.name, "[red]failed[/red]", "", "", "", "", r.error[:60])
             continue
+        size = f"{r.output_hw[1]}x{r.output_hw[0]}"
+        if r.skipped:
+            table.add_row(r.job.input.name, str(r.job.output), size, "", "skipped", "", "")
+            continue
         phases = " ".join(f"{k} {v:.1f}" for k, v in r.seconds.items())
         table.add_row(
             r.job.input.name,
             str(r.job.output),
-            f"{r.output_hw[1]}x{r.output_hw[0]}",
+            size,
             str(r.frames),
             f"{r.windows} ({r.reused_windows} reused)" if r.reused_windows else str(r.windows),
             phases,

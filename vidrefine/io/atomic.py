@@ -1,11 +1,14 @@
 """Output safety: never clobber the input or an existing file, and never leave a half-written one.
 
-Files are written under a temporary name in the target folder and renamed when complete.
+Files are written under a temporary name in the target folder and renamed when complete. Every
+way the output can turn out to exist meanwhile (a file, a link or a folder appearing while the
+video is written) is `OutputExists`; a name the file system cannot hold is `OutputNotWritable`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +18,8 @@ from vidrefine.errors import BadInput, OutputExists, OutputNotWritable
 
 TEMP_MARKER = ".vidrefine-tmp-"
 _REPLACE = "pass --overwrite (overwrite=True in Python) to replace it"
+_RANDOM_CHARS = 8  # what tempfile.mkstemp adds between prefix and suffix
+DEFAULT_NAME_MAX = 255  # bytes in one name: Linux, macOS and Windows file systems alike
 
 
 def check_output(
@@ -25,11 +30,12 @@ def check_output(
     Returns the output path. Symlinks are resolved, so a link to the input counts as the input.
     """
     out = Path(output_path)
+    check_name_length(out)
     if input_path is not None and _same_file(Path(input_path), out):
         raise BadInput(f"{out}: the output would overwrite the input; choose another name")
     if out.is_dir():
         raise OutputNotWritable(f"{out}: is a folder; give a file name such as {out / 'out.mp4'}")
-    if out.exists() and not overwrite:
+    if os.path.lexists(out) and not overwrite:
         raise OutputExists(f"{out}: already exists; {_REPLACE}")
     folder = out.parent
     if not folder.exists():
@@ -47,14 +53,70 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+def name_max(folder: Path) -> int:
+    """The longest file name (bytes) `folder` can hold; the common 255 when it cannot be asked."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (AttributeError, ValueError, OSError):  # no pathconf (Windows), or no such folder
+        return DEFAULT_NAME_MAX
+
+
+def _shown_name(name: str, keep: int = 40) -> str:
+    """A long file name shortened for a message: its start, an ellipsis and its extension."""
+    if len(name) <= keep:
+        return name
+    suffix = Path(name).suffix
+    return name[: keep - len(suffix)] + "..." + suffix
+
+
+def check_name_length(out: Path) -> None:
+    """Refuse a file name longer than its folder's file system allows (ENAMETOOLONG).
+
+    Callers that look at a path before `check_output` does (`Path.is_file`, `Path.is_dir`) call
+    this first: before Python 3.13 those raise OSError for such a name instead of answering.
+    """
+    size, limit = len(os.fsencode(out.name)), name_max(_nearest_folder(out.parent))
+    if size > limit:
+        raise _name_too_long(out, f"{size} bytes; the limit is {limit}")
+
+
+def _name_too_long(out: Path, detail: str) -> OutputNotWritable:
+    return OutputNotWritable(
+        f"{out.parent / _shown_name(out.name)}: the file name is too long ({detail}); "
+        "choose a shorter name"
+    )
+
+
+def _nearest_folder(folder: Path) -> Path:
+    """`folder`, or its nearest ancestor that exists (whose file system will hold it)."""
+    while not os.path.isdir(folder) and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _temp_file(final: Path, suffix: str) -> tuple[int, str]:
+    """A file made by mkstemp beside `final`, named `.<stem>.vidrefine-tmp-XXXXXXXX<suffix>`.
+
+    The stem is shortened so that the temporary name fits wherever `final` fits: a name near
+    the limit must not fail because of its temporary twin. Failures are `OutputNotWritable`.
+    """
+    folder, stem = final.parent, final.name if not suffix else final.stem
+    fixed = len(os.fsencode(f".{TEMP_MARKER}{suffix}")) + _RANDOM_CHARS
+    budget = max(0, name_max(folder) - fixed)
+    short = os.fsencode(stem)[:budget].decode(errors="ignore")  # never half a character
+    try:
+        return tempfile.mkstemp(prefix=f".{short}{TEMP_MARKER}", suffix=suffix, dir=folder)
+    except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:
+            raise _name_too_long(final, "the file system refused it") from err
+        raise OutputNotWritable(
+            f"{final}: cannot write in {folder} ({err.strerror}); choose another folder"
+        ) from err
+
+
 def _check_writable(folder: Path, out: Path) -> None:
     """Create and remove a probe file: os.access cannot see read-only mounts or ACLs reliably."""
-    try:
-        fd, probe_path = tempfile.mkstemp(prefix=f".{out.name}{TEMP_MARKER}", dir=folder)
-    except OSError as err:
-        raise OutputNotWritable(
-            f"{out}: cannot write in {folder} ({err.strerror}); choose another folder"
-        ) from err
+    fd, probe_path = _temp_file(folder / out.name, suffix="")
     os.close(fd)
     os.unlink(probe_path)
 
@@ -70,15 +132,12 @@ def atomic_output(final_path: str | Path, *, overwrite: bool) -> Iterator[Path]:
     KeyboardInterrupt included, the temporary file is removed and `final_path` is left as it was.
     """
     final = Path(final_path)
-    if final.exists() and not overwrite:
+    check_name_length(final)
+    if final.is_dir():
+        raise OutputExists(f"{final}: a folder of that name exists now; remove it or rename")
+    if os.path.lexists(final) and not overwrite:
         raise OutputExists(f"{final}: already exists; {_REPLACE}")
-    try:
-        fd, temp_name = tempfile.mkstemp(
-            prefix=f".{final.stem}{TEMP_MARKER}", suffix=final.suffix, dir=final.parent
-        )
-    except OSError as err:
-        where = f"{final}: cannot write in {final.parent}"
-        raise OutputNotWritable(f"{where} ({err.strerror}); choose another folder") from err
+    fd, temp_name = _temp_file(final, suffix=final.suffix)
     os.close(fd)
     temp = Path(temp_name)
     try:
@@ -95,15 +154,23 @@ def _publish(temp: Path, final: Path, *, overwrite: bool) -> None:
     os.umask(umask)
     os.chmod(temp, 0o666 & ~umask)  # mkstemp made it 0600
     if overwrite:
-        os.replace(temp, final)
+        try:
+            os.replace(temp, final)
+        except OSError as err:
+            if final.is_dir():  # a folder appeared: --overwrite replaces files, never folders
+                raise OutputExists(
+                    f"{final}: a folder of that name appeared while writing; "
+                    "it was left alone: remove it or rename"
+                ) from err
+            raise
         return
     try:
         os.link(temp, final)  # fails if final appeared meanwhile: no silent clobbering
     except FileExistsError as err:
         raise OutputExists(f"{final}: appeared while writing; {_REPLACE}") from err
     except OSError:
-        if final.exists():
-            raise OutputExists(f"{final}: already exists; {_REPLACE}") from None
+        if os.path.lexists(final):
+            raise OutputExists(f"{final}: appeared while writing; {_REPLACE}") from None
         os.replace(temp, final)  # a file system without hard links
         return
     temp.unlink()

@@ -145,9 +145,10 @@ def probe(path: str | Path, *, count_frames: bool | None = None) -> MediaInfo:
     with container:
         stream = video_stream(container, p)
         declared = stream.frames or None
+        cut_short = _index_past_end(stream, p)
         if count_frames is None:
-            count_frames = _header_is_doubtful(container, stream, declared)
-        first = _first_frame(container, stream, p)
+            count_frames = cut_short or _header_is_doubtful(container, stream, declared)
+        first = _first_frame(container, stream, p, declared, cut_short=cut_short)
         scan = _scan_packets(p) if count_frames else None
         return _assemble(p, container, stream, first, declared, scan)
 
@@ -163,16 +164,50 @@ def _header_is_doubtful(
     return bool(average and base and abs(float(average) / float(base) - 1) > 0.01)
 
 
+def _index_past_end(stream: av.VideoStream, path: Path) -> bool:
+    """Whether the stream's index points past the end of the file: an MP4/MOV whose index is at
+    the front (faststart) that was cut short. Its header then promises frames it does not hold.
+    """
+    entries = getattr(stream, "index_entries", None)  # PyAV 15+
+    if not entries:
+        return False
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    last = entries[len(entries) - 1]  # decode order, which is file order in an MP4
+    return last.pos is not None and last.pos >= 0 and last.pos + last.size > size
+
+
 def _first_frame(
-    container: av.container.InputContainer, stream: av.VideoStream, path: Path
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    path: Path,
+    declared: int | None,
+    *,
+    cut_short: bool,
 ) -> av.VideoFrame:
-    """Decode one frame: rotation and colour tags live on frames, and it proves there is one."""
+    """Decode one frame: rotation and colour tags live on frames, and it proves there is one.
+
+    Damaged packets are skipped, as the reader skips them; a file of which no frame decodes is
+    one plain BadInput line (never FFmpeg's function names).
+    """
+    damaged = 0
     try:
         for packet in container.demux(stream):
-            for frame in packet.decode():
-                return frame
-    except av.FFmpegError as err:
-        raise BadInput(f"{path}: the video cannot be decoded: {err}") from err
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                damaged += 1
+                continue
+            if frames:
+                return frames[0]
+    except av.FFmpegError:
+        damaged += 1  # the file ends or breaks while demuxing: the same for the user
+    if cut_short or damaged:
+        what = "is cut short" if cut_short else "is damaged"
+        of = f"0 of {declared} frames" if declared else "no frame"
+        raise BadInput(f"{path}: {what}: {of} could be read")
     raise BadInput(f"{path}: the video stream has no frames")
 
 
@@ -180,6 +215,8 @@ def _scan_packets(path: Path) -> _PacketScan:
     """Demux video and audio packets of the whole file (cheap: nothing is decoded)."""
     pts: list[int] = []
     packets = 0
+    tail_cut = False  # the last video packet was cut off by the end of the file
+    tail_stamped = False
     audio_end: dict[int, float] = {}
     with av.open(str(path)) as container:
         video = container.streams.video[0]
@@ -191,6 +228,8 @@ def _scan_packets(path: Path) -> _PacketScan:
                 stamp = packet.pts if packet.pts is not None else packet.dts
                 if packet.stream.index == video.index:
                     packets += 1
+                    tail_cut = bool(getattr(packet, "is_corrupt", False))
+                    tail_stamped = stamp is not None
                     if stamp is not None:
                         pts.append(stamp)
                 elif stamp is not None:
@@ -199,6 +238,10 @@ def _scan_packets(path: Path) -> _PacketScan:
                     audio_end[index] = max(audio_end.get(index, end), end)
         except av.FFmpegError:
             pass  # a damaged tail: what was read so far is the answer
+    if tail_cut:  # a frame whose data the file lost cannot be decoded: do not count it
+        packets -= 1
+        if tail_stamped:
+            pts.pop()
     return _PacketScan(np.sort(np.asarray(pts, dtype=np.int64)), packets, audio_end)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from vidrefine.config import PIX_FMTS
 from vidrefine.errors import BadInput
-from vidrefine.io.atomic import atomic_output
+from vidrefine.io.atomic import atomic_output, check_name_length, check_output
 from vidrefine.io.color import (
     PRIMARIES,
     RANGES,
@@ -33,6 +33,8 @@ ENCODERS = {"h264": "libx264", "hevc": "libx265"}
 _FULL_CHROMA = {"yuv420p": "yuv444p", "yuv420p10le": "yuv444p10le"}
 # Containers whose index can be moved to the front so playback starts before the download ends.
 _FASTSTART = {".mp4", ".mov", ".m4v"}
+# The container tag holding the resume key of the run that made an output (pipeline/refine.py).
+JOB_TAG = "vidrefine_job"
 
 
 class VideoWriter:
@@ -41,7 +43,8 @@ class VideoWriter:
     Frames are encoded at exactly the pts given (in `time_base`), so variable frame rates survive.
     Nothing appears under `path` until `close()` succeeds; on an exception (KeyboardInterrupt
     included) the partial file is removed and an existing `path` is left untouched. The caller
-    checks `path` once when it plans the job (`vidrefine.io.atomic.check_output`).
+    checks `path` once when it plans the job (`vidrefine.io.atomic.check_output`). `metadata`
+    becomes container tags (MP4 and MOV keep any key; Matroska stores keys in upper case).
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class VideoWriter:
         color: ColorTags | None = None,
         rotation: int = 0,
         overwrite: bool = False,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         _check_settings(codec, pix_fmt, size_hw, rotation)
         self.path = Path(path)
@@ -77,8 +81,11 @@ class VideoWriter:
         self._stack = contextlib.ExitStack()
         try:
             temp = self._stack.enter_context(atomic_output(self.path, overwrite=overwrite))
-            options = {"movflags": "+faststart"} if self.path.suffix.lower() in _FASTSTART else {}
+            options = {}
+            if self.path.suffix.lower() in _FASTSTART:  # other keys than title etc. need a flag
+                options["movflags"] = "+faststart" + ("+use_metadata_tags" if metadata else "")
             self._out = av.open(str(temp), mode="w", options=options)
+            self._out.metadata.update(metadata or {})  # written with the header, at the first mux
             self._stream = self._add_video(codec, crf, preset, pix_fmt, rotation)
             if audio_from is not None:
                 self._remux = Remuxer(audio_from, self._out, self.warnings)
@@ -237,6 +244,30 @@ class VideoWriter:
             self.close()
         else:
             self._abort(exc)
+
+
+def job_tag(path: str | Path) -> str | None:
+    """The `JOB_TAG` of an existing media file, or None (no tag, or not a readable media file)."""
+    try:
+        with av.open(str(path)) as container:
+            tags = {key.lower(): value for key, value in container.metadata.items()}
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        return None
+    return tags.get(JOB_TAG)
+
+
+def check_output_or_tagged(
+    input_path: str | Path | None, output_path: str | Path, *, overwrite: bool
+) -> Path:
+    """`check_output`, except that an existing output carrying a `JOB_TAG` passes.
+
+    Whether such an output is finished (made by the same job) or is refused (made by another)
+    is decided once the job's resume key is known; any other existing file is refused here.
+    """
+    out = Path(output_path)
+    check_name_length(out)
+    tagged = not overwrite and out.is_file() and job_tag(out) is not None
+    return check_output(input_path, out, overwrite=overwrite or tagged)
 
 
 def _check_settings(codec: str, pix_fmt: str, size_hw: tuple[int, int], rotation: int) -> None:

@@ -93,9 +93,11 @@ class Refiner:
     ) -> list[JobResult | JobFailure]:
         """Refine many (input, output, caption) clips with the models loaded once.
 
-        Every output is checked first: one that exists (without `overwrite`) or cannot be
-        written raises before any work. An input that cannot be read, or a clip that fails
-        while refining, is returned as a JobFailure and the others go on.
+        Every output is checked first: one that cannot be written, or that exists (without
+        `overwrite`) and was not made by vidrefine with these same settings, raises before any
+        work; one made with the same settings is returned as a skipped result. An input that
+        cannot be read, or a clip that fails while refining, is returned as a JobFailure and
+        the others go on.
         """
         refine_jobs = [RefineJob(Path(i), Path(o), c) for i, o, c in jobs]
         prepared = prepare_jobs(refine_jobs, overwrite=overwrite)

@@ -1,5 +1,5 @@
 """Batch runs: every clip probed and planned once, models loaded once, each distinct caption
-encoded once, a failing clip reported while the others go on.
+encoded once, a failing clip reported while the others go on, a finished clip skipped.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 
 from vidrefine.config import RunConfig
 from vidrefine.errors import Interrupted, VidrefineError
-from vidrefine.io.atomic import check_output
 from vidrefine.io.probe import MediaInfo, probe
+from vidrefine.io.writer import check_output_or_tagged
 from vidrefine.pipeline.devices import device_facts
 from vidrefine.pipeline.loading import (
     T5_FOLDER,
@@ -21,7 +21,13 @@ from vidrefine.pipeline.loading import (
     encode_captions,
     load_stage_two,
 )
-from vidrefine.pipeline.refine import ClipRefiner, JobResult, RefineJob
+from vidrefine.pipeline.refine import (
+    ClipRefiner,
+    JobResult,
+    RefineJob,
+    file_job_key,
+    finished_output,
+)
 from vidrefine.pipeline.resume import files_identity
 from vidrefine.pipeline.steps import stage2_caption
 from vidrefine.plan.clip import ClipPlan, ModelPlacement, SourceFacts, plan_batch
@@ -58,9 +64,13 @@ def probe_jobs(jobs: Sequence[RefineJob]) -> list[ClipJob | JobFailure]:
 
 
 def prepare_jobs(jobs: Sequence[RefineJob], *, overwrite: bool) -> list[ClipJob | JobFailure]:
-    """Check every output (raises on the first unusable one) and probe every input."""
+    """Check every output (raises on the first unusable one) and probe every input.
+
+    An existing output that vidrefine made passes: the session skips it when the same job made
+    it and refuses it otherwise (`StageTwoSession.refine`).
+    """
     for job in jobs:
-        check_output(job.input, job.output, overwrite=overwrite)
+        check_output_or_tagged(job.input, job.output, overwrite=overwrite)
     return probe_jobs(jobs)
 
 
@@ -131,16 +141,33 @@ class StageTwoSession:
         overwrite: bool = False,
         resume: bool = True,
     ) -> list[JobResult | JobFailure]:
-        """Refine every prepared job; one that fails is reported and the others go on."""
+        """Refine every prepared job; one that fails is reported and the others go on.
+
+        Before any model is loaded, each existing output is compared with its job's resume key:
+        one made by the same job is skipped (a rerun of a finished or interrupted batch goes on
+        where it stopped); one made otherwise raises OutputExists, unless `overwrite`.
+        """
         clips = [job for job in jobs if isinstance(job, ClipJob)]
         if not clips:
             return list(jobs)  # type: ignore[arg-type]
         plans = plan_jobs(clips, self.config, self.device)  # DoesNotFit stops before loading
-        captions = [stage2_caption(self.config, clip.job.caption) for clip in clips]
-        refiner = self.refiner(plans[0].models, captions)
+        weights = self.identity if self.models is not None else files_identity(self.paths)
         outcomes: dict[int, JobResult | JobFailure] = {}
+        todo: list[tuple[ClipJob, ClipPlan, str]] = []
         for clip, plan in zip(clips, plans, strict=True):
-            outcomes[id(clip)] = _refine_one(refiner, clip, plan, overwrite, resume, self.progress)
+            key = file_job_key(self.config, clip.job, plan, weights)
+            done = finished_output(clip.job, plan, key, overwrite=overwrite, progress=self.progress)
+            if done is not None:
+                outcomes[id(clip)] = done
+            else:
+                todo.append((clip, plan, key))
+        if todo:
+            captions = [stage2_caption(self.config, clip.job.caption) for clip, _, _ in todo]
+            refiner = self.refiner(plans[0].models, captions)
+            for clip, plan, key in todo:
+                outcomes[id(clip)] = _refine_one(
+                    refiner, clip, plan, key, overwrite, resume, self.progress
+                )
         return [outcomes.get(id(job), job) for job in jobs]  # type: ignore[misc]
 
 
@@ -169,13 +196,16 @@ def _refine_one(
     refiner: ClipRefiner,
     clip: ClipJob,
     plan: ClipPlan,
+    key: str,
     overwrite: bool,
     resume: bool,
     progress: Progress,
 ) -> JobResult | JobFailure:
     progress.info(f"{clip.job.input.name}: {plan.line()}")
     try:
-        return refiner.refine_file(clip.job, plan, clip.info, overwrite=overwrite, resume=resume)
+        return refiner.refine_file(
+            clip.job, plan, clip.info, overwrite=overwrite, resume=resume, key=key
+        )
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted during {clip.job.input.name}; finished windows are kept, "

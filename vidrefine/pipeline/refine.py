@@ -3,7 +3,8 @@ fused to the previous window, decoded, cross-faded and streamed out (spec §5, d
 
 The `ClipPlan` decides geometry, windows, VAE tiles, guidance batching and output timing; this
 module only reads it. `ClipRefiner.stream` yields output frames (for callers holding frames in
-memory); `refine_stream` and `refine_file` write them to a file with resumable windows.
+memory); `refine_stream` and `refine_file` write them to a file with resumable windows, tagged
+with the job's resume key so that rerunning a finished job skips it (`finished_output`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import numpy as np
 import torch
 
 from vidrefine.config import RunConfig
+from vidrefine.errors import OutputExists
 from vidrefine.io.probe import MediaInfo
 from vidrefine.io.reader import read_chunks
-from vidrefine.io.writer import VideoWriter
+from vidrefine.io.writer import JOB_TAG, VideoWriter, job_tag
 from vidrefine.pipeline.loading import StageTwoModels
 from vidrefine.pipeline.resume import JobStore, file_identity, job_key
 from vidrefine.pipeline.steps import (
@@ -34,7 +36,7 @@ from vidrefine.pipeline.steps import (
 from vidrefine.plan.clip import ClipPlan
 from vidrefine.plan.windows import FRAMES_PER_LATENT, WindowFrames, slice_windows
 from vidrefine.progress import NullProgress, Progress
-from vidrefine.runtime.device import peak_memory_bytes
+from vidrefine.runtime.device import peak_memory_bytes, torch_dtype
 from vidrefine.runtime.prefetch import BackgroundWriter, prefetch
 from vidrefine.sampling.samplers import sample_euler
 from vidrefine.sampling.timesteps import shifted_grid
@@ -54,7 +56,11 @@ class RefineJob:
 
 @dataclass
 class JobResult:
-    """What happened to one job (for the summary table)."""
+    """What happened to one job (for the summary table).
+
+    `skipped`: the output was already there, made by the same job (a rerun of a finished
+    command); nothing was refined or written, and `frames` is 0.
+    """
 
     job: RefineJob
     plan: ClipPlan
@@ -62,6 +68,7 @@ class JobResult:
     reused_windows: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     peak_memory_bytes: int = 0
+    skipped: bool = False
 
     @property
     def windows(self) -> int:
@@ -96,6 +103,62 @@ _NON_NUMERIC_KNOBS = {
 }
 
 
+def resume_key(
+    config: RunConfig,
+    identity: dict,
+    plan: ClipPlan,
+    weights_identity: dict,
+    dtypes: tuple[torch.dtype, torch.dtype],
+) -> str:
+    """Resume key: `identity` (input and caption), the knobs and plan parts that change the
+    numbers, the weights and the precisions (`dtypes`: DiT, VAE).
+    """
+    numbers = {k: v for k, v in asdict(config).items() if k not in _NON_NUMERIC_KNOBS}
+    decisions = {"geometry": asdict(plan.geometry), "vae": asdict(plan.vae)}
+    return job_key(
+        {
+            **identity,
+            "config": numbers,
+            "plan": {**decisions, "cfg_batched": plan.memory.cfg_batched},
+            "weights": weights_identity,
+            "dtype": str(dtypes[0]),
+            "vae_dtype": str(dtypes[1]),
+        }
+    )
+
+
+def file_job_key(config: RunConfig, job: RefineJob, plan: ClipPlan, weights_identity: dict) -> str:
+    """The resume key of a file job, with the precisions its plan places the models in.
+
+    Equal to `ClipRefiner.job_key` of the same job on models loaded as `plan.models` says, but
+    known before any model is loaded.
+    """
+    identity = {"input": file_identity(job.input), "caption": job.caption}
+    dtypes = (torch_dtype(plan.models.dtype), torch_dtype(plan.models.vae_dtype))
+    return resume_key(config, identity, plan, weights_identity, dtypes)
+
+
+def finished_output(
+    job: RefineJob, plan: ClipPlan, key: str, *, overwrite: bool, progress: Progress
+) -> JobResult | None:
+    """A skipped result when `job.output` was made by this very job (its tag is `key`).
+
+    None when there is nothing to skip: no output yet, or `overwrite`. An existing output made
+    by another job (other settings, input, caption or weights) or not by vidrefine at all raises
+    OutputExists.
+    """
+    if overwrite or not job.output.exists():
+        return None
+    tag = job_tag(job.output)
+    if tag == key:
+        progress.info(f"{job.output.name}: already done with these settings, skipped")
+        return JobResult(job, plan, skipped=True)
+    made = "made with other settings (or input, caption or weights)" if tag else "already exists"
+    raise OutputExists(
+        f"{job.output}: {made}; pass --overwrite (overwrite=True in Python) to replace it"
+    )
+
+
 class ClipRefiner:
     """Stage II over loaded models: one planned clip at a time, streamed in and out."""
 
@@ -122,11 +185,20 @@ class ClipRefiner:
         *,
         overwrite: bool = False,
         resume: bool = True,
+        key: str | None = None,
     ) -> JobResult:
-        """Refine the probed `job.input` into `job.output` (checked when the job was planned)."""
+        """Refine the probed `job.input` into `job.output` (checked when the job was planned).
+
+        An existing output made by this same job is skipped (`finished_output`); `key` is the
+        job's resume key when the caller has it already.
+        """
+        if key is None:
+            key = self.job_key({"input": file_identity(job.input), "caption": job.caption}, plan)
+        done = finished_output(job, plan, key, overwrite=overwrite, progress=self.progress)
+        if done is not None:
+            return done
         reader = read_chunks(job.input, READ_CHUNK_FRAMES, info=info)
         chunks = ((c.frames, c.pts) for c in reader)
-        key = self.job_key({"input": file_identity(job.input), "caption": job.caption}, plan)
         return self.refine_stream(
             chunks, plan, job, key=key, audio_from=job.input, overwrite=overwrite, resume=resume
         )
@@ -142,15 +214,16 @@ class ClipRefiner:
         overwrite: bool = False,
         resume: bool = True,
     ) -> JobResult:
-        """Refine streamed chunks into `job.output`; finished windows are kept under `key`.
+        """Refine streamed chunks into `job.output`; finished windows are kept under `key`, and
+        the output carries `key` as its `JOB_TAG`.
 
         Without `overwrite` an output that appeared since the job was checked is not replaced.
         """
-        store = JobStore(key)
+        store = JobStore(key, warn=self.progress.warn)
         if not resume:
             store.clear()
         result = JobResult(job, plan)
-        writer = self._writer(job.output, plan, audio_from, overwrite)
+        writer = self._writer(job.output, plan, audio_from, overwrite, key)
         if self.config.background_io:  # decode ahead, encode behind
             chunks, writer = prefetch(chunks, depth=1), BackgroundWriter(writer)
         with writer:
@@ -188,21 +261,9 @@ class ClipRefiner:
             )
 
     def job_key(self, identity: dict, plan: ClipPlan) -> str:
-        """Resume key: `identity` (input and caption), the knobs and plan parts that change the
-        numbers, the weights and the precisions.
-        """
-        numbers = {k: v for k, v in asdict(self.config).items() if k not in _NON_NUMERIC_KNOBS}
-        decisions = {"geometry": asdict(plan.geometry), "vae": asdict(plan.vae)}
-        precisions = {"dtype": str(self.models.dtype), "vae_dtype": str(self.models.vae_dtype)}
-        return job_key(
-            {
-                **identity,
-                "config": numbers,
-                "plan": {**decisions, "cfg_batched": plan.memory.cfg_batched},
-                "weights": self.weights_identity,
-                **precisions,
-            }
-        )
+        """Resume key (`resume_key`) of `identity` (input and caption) on these models."""
+        dtypes = (self.models.dtype, self.models.vae_dtype)
+        return resume_key(self.config, identity, plan, self.weights_identity, dtypes)
 
     def _window(
         self,
@@ -283,7 +344,7 @@ class ClipRefiner:
         return frames[:keep], pts
 
     def _writer(
-        self, output: Path, plan: ClipPlan, audio_from: Path | None, overwrite: bool
+        self, output: Path, plan: ClipPlan, audio_from: Path | None, overwrite: bool, key: str
     ) -> VideoWriter:
         cfg, timing = self.config, plan.timing
         return VideoWriter(
@@ -297,6 +358,7 @@ class ClipRefiner:
             pix_fmt=cfg.pix_fmt,
             audio_from=audio_from if timing.copy_audio else None,
             overwrite=overwrite,
+            metadata={JOB_TAG: key},
         )
 
 

@@ -2,7 +2,8 @@
 
 A rerun after a crash or Ctrl-C finds the same key and reuses every finished window; the folder is
 removed once the output is complete. Windows are written to a temporary name and renamed, so a
-window file either is complete or does not exist.
+window file normally either is complete or does not exist; one that cannot be read anyway (a
+full disk, a crash of the file system, an edit) is dropped with a warning and computed again.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from vidrefine.checkpoints.weights import vidrefine_cache
 
 _PROBE_BYTES = 1 << 20  # hash the first and last MiB plus size and mtime: cheap for big files
+WINDOW_TENSORS = ("latents", "trajectory")  # what a kept window holds
 
 
 def cache_root() -> Path:
@@ -54,20 +56,46 @@ def job_key(parts: Mapping[str, Any]) -> str:
 
 
 class JobStore:
-    """Finished windows of one run, as safetensors files in `root/key/`."""
+    """Finished windows of one run, as safetensors files in `root/key/`.
 
-    def __init__(self, key: str, root: Path | None = None) -> None:
+    `warn` receives one line for each kept window that cannot be read (it is then dropped).
+    """
+
+    def __init__(
+        self, key: str, root: Path | None = None, *, warn: Callable[[str], None] | None = None
+    ) -> None:
         self.folder = (root or cache_root()) / key
+        self.warn = warn or (lambda message: None)
 
     def _window_path(self, index: int) -> Path:
         return self.folder / f"window_{index:05d}.safetensors"
 
     def load_window(self, index: int) -> dict[str, torch.Tensor] | None:
-        """The tensors saved for window `index`, or None when it has not finished."""
+        """The tensors saved for window `index`, or None when it has not finished.
+
+        A file that cannot be read, or lacks a tensor, is removed with a warning and counts as
+        not finished, so the window is computed again.
+        """
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         path = self._window_path(index)
-        return load_file(str(path)) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            tensors = load_file(str(path))
+            missing = [name for name in WINDOW_TENSORS if name not in tensors]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)} in it")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            self.warn(
+                f"window {index + 1}: the copy kept from an earlier run cannot be read "
+                f"({path.name}: {reason}); it is dropped and computed again"
+            )
+            path.unlink(missing_ok=True)
+            return None
+        return tensors
 
     def save_window(self, index: int, tensors: Mapping[str, torch.Tensor]) -> None:
         """Save window `index` atomically (temporary file, then rename)."""
