@@ -99,6 +99,8 @@ def make_clip(
     rotation: int = 0,
     color_space: str | None = None,
     subtitle_codec: str | None = None,
+    extra_video: bool = False,
+    field_order: str | None = None,
     seed: int = 0,
 ) -> Clip:
     """Write a clip of pattern frames; returns what was written.
@@ -106,13 +108,21 @@ def make_clip(
     codec defaults to libx264 (mpeg4 for .avi). rotation is counter-clockwise degrees written as a
     display matrix. color_space "bt709" or "bt470bg" converts and tags with that matrix (limited
     range); None leaves the stream untagged (converted with swscale's default, BT.601).
+    extra_video adds a second (half-size H.264) video stream after the first; field_order "tt"
+    or "bb" encodes interlaced H.264 (top or bottom field first).
     """
     path = Path(path)
     ticks = 1 if path.suffix.lower() == ".avi" else 4  # AVI is constant-rate at 1/fps
     pts, time_base = clip_pts(frames, fps, vfr, seed, ticks)
     duration_s = float((pts[-1] + ticks) * time_base) if pts else 0.0
     out = av.open(str(path), mode="w")
-    video = _video_stream(out, path, codec, fps, size_hw, pix_fmt, bframes, time_base)
+    video = _video_stream(
+        out, path, codec, fps, size_hw, pix_fmt, bframes, time_base, field_order=field_order
+    )
+    extras = []
+    if extra_video:
+        half_hw = (size_hw[0] // 4 * 2, size_hw[1] // 4 * 2)
+        extras.append(_video_stream(out, path, None, fps, half_hw, "yuv420p", False, time_base))
     if rotation:
         video.set_display_rotation(rotation)
     if color_space:
@@ -133,11 +143,17 @@ def make_clip(
         frame.pts, frame.time_base = stamp, time_base
         for packet in video.encode(frame):
             out.mux(packet)
+        for stream in extras:
+            small = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
+            small.pts, small.time_base = stamp, time_base
+            for packet in stream.encode(small):
+                out.mux(packet)
         while pending is not None and pending[0] <= float(stamp * time_base):
             out.mux(pending[1])
             pending = next(audio_packets, None)
-    for packet in video.encode(None):
-        out.mux(packet)
+    for stream in (video, *extras):
+        for packet in stream.encode(None):
+            out.mux(packet)
     while pending is not None:
         out.mux(pending[1])
         pending = next(audio_packets, None)
@@ -147,13 +163,15 @@ def make_clip(
     return clip
 
 
-def _video_stream(out, path, codec, fps, size_hw, pix_fmt, bframes, time_base):
+def _video_stream(out, path, codec, fps, size_hw, pix_fmt, bframes, time_base, field_order=None):
     avi = path.suffix.lower() == ".avi"
     codec = codec or ("mpeg4" if avi else "libx264")
     options = {"bf": "2" if bframes else "0"} if codec == "libx264" else {}
     if codec == "libx264":
         options["preset"] = "veryfast"
         options["crf"] = "20"
+        if field_order:  # "tt" or "bb"
+            options["x264-params"] = f"interlaced=1:{field_order[0]}ff=1"
     stream = out.add_stream(codec, rate=fps, options=options)
     stream.height, stream.width = size_hw
     stream.pix_fmt = pix_fmt

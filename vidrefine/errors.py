@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     BAD_CHECKPOINT = 5
     OUT_OF_MEMORY = 6
     INTERRUPTED = 130
+    TERMINATED = 143  # SIGTERM: cleaned up as for Ctrl-C (128 + 15, as shells report it)
 
 
 class VidrefineError(Exception):
@@ -64,3 +65,17 @@ class Interrupted(VidrefineError):
     """The user pressed Ctrl-C; finished work was kept for resuming."""
 
     exit_code = ExitCode.INTERRUPTED
+
+
+class DiskFull(VidrefineError):
+    """A disk (the output's, the resume cache's) ran out of space or quota; nothing is a bug."""
+
+    exit_code = ExitCode.ERROR
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an OSError that means the disk is full or the user's quota is spent."""
+    import errno
+
+    codes = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+    return isinstance(exc, OSError) and exc.errno in codes

@@ -12,12 +12,14 @@ fetched into the first folder of that order. Nothing here imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vidrefine.errors import BadCheckpoint, MissingWeights, OutputNotWritable
 
@@ -211,11 +213,15 @@ def resolve(
     offline: bool = False,
     fetch: bool = True,
     announce: Callable[[str], None] | None = None,
+    advise_download: bool = True,
 ) -> dict[str, Path]:
     """Return {entry name: path} for `files`, fetching the missing ones from the Hub.
 
     Offline (`offline=True` or `HF_HUB_OFFLINE=1`), with `fetch=False`, or when the Hub cannot be
-    reached, a missing entry raises `MissingWeights` naming it and the command that fetches it.
+    reached, a missing entry raises `MissingWeights` naming it and the command that fetches it
+    (`HubUnreachable` when the Hub does not answer: one quick check, no retry loop, nothing left
+    in the weights folder). `advise_download=False` (for `vidrefine download` itself) leaves
+    that command out of the messages of a failed fetch.
     """
     files = list(dict.fromkeys(files))
     folders = search_path(weights_dir)
@@ -230,9 +236,138 @@ def resolve(
             raise MissingWeights(_missing_message(missing, folders, weights_dir, why))
         target = folders[0]
         _announce_fetch(missing, target, announce)
-        for weight in missing:
-            found[weight.name] = fetch_weight(weight, target, weights_dir=weights_dir)
+        created = _absent_folders(target, missing)
+        try:
+            for done, weight in enumerate(missing):
+                try:
+                    found[weight.name] = fetch_weight(
+                        weight,
+                        target,
+                        weights_dir=weights_dir,
+                        advise=advise_download,
+                        fast=done == 0,
+                    )
+                except _Unreachable as exc:
+                    raise HubUnreachable(missing[done:], folders, weights_dir, str(exc)) from exc
+        except BaseException:
+            _tidy(target, created)
+            raise
     return {name: path for name, path in found.items() if path is not None}
+
+
+HUB_CHECK_TIMEOUT_S = 5.0  # the first request's timeout: it decides whether the Hub answers
+
+
+class _Unreachable(Exception):
+    """The Hub could not be reached while a file was being fetched (the reason is the text)."""
+
+
+class HubUnreachable(MissingWeights):
+    """Weights are missing and the Hugging Face Hub cannot be reached to fetch them.
+
+    `missing` are the entries not fetched, `target` the folder they would have gone into; the
+    message advises the one command that fetches all of them (`vidrefine download` words its own).
+    """
+
+    def __init__(
+        self,
+        missing: list[WeightFile],
+        folders: list[Path],
+        weights_dir: str | Path | None,
+        reason: str,
+    ) -> None:
+        self.missing, self.target, self.reason = list(missing), folders[0], reason
+        names = ", ".join(w.display_name for w in missing)
+        looked = ", ".join(str(f) for f in folders)
+        super().__init__(
+            f"missing weights {names} (looked in {looked}); the Hugging Face Hub cannot be "
+            f"reached ({reason}), so nothing was fetched: run "
+            f"`{download_command(missing, weights_dir)}` when online, or copy the files into "
+            f"{self.target}"
+        )
+
+
+def _hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+@contextlib.contextmanager
+def _no_hub_retries() -> Iterator[None]:
+    """For the first request only: huggingface_hub's metadata HEAD without its retry loop (five
+    tries over about 25 s, a warning line each) and with a short timeout, so that a Hub that
+    cannot be reached fails at once. Without that hook (another huggingface_hub) nothing changes.
+    """
+    from huggingface_hub import file_download
+
+    original = getattr(file_download, "get_hf_file_metadata", None)
+    if original is None:
+        yield
+        return
+
+    def once(*args: Any, **kwargs: Any) -> Any:
+        kwargs["retry_on_errors"] = False
+        kwargs["timeout"] = min(kwargs.get("timeout") or HUB_CHECK_TIMEOUT_S, HUB_CHECK_TIMEOUT_S)
+        return original(*args, **kwargs)
+
+    file_download.get_hf_file_metadata = once
+    try:
+        yield
+    finally:
+        file_download.get_hf_file_metadata = original
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """A failure to reach the server at all (refused, reset, timed out, no name), whatever the
+    HTTP library's class for it.
+    """
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    names = {"TransportError", "NetworkError", "TimeoutException", "RemoteProtocolError"}
+    return any(cls.__name__ in names for cls in type(exc).__mro__)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _absent_folders(target: Path, missing: list[WeightFile]) -> list[Path]:
+    """Folders a fetch into `target` may create that do not exist yet (deepest first)."""
+    candidates = [target / w.name for w in missing if w.folder]
+    candidates.append(target / PARTIAL_DIR)
+    probe = target
+    while probe != probe.parent:
+        candidates.append(probe)
+        probe = probe.parent
+    return [p for p in candidates if not p.exists()]
+
+
+_HUB_BOOKKEEPING = {"CACHEDIR.TAG", ".gitignore"}  # what huggingface_hub writes in a new cache
+
+
+def _tidy(target: Path, created: list[Path]) -> None:
+    """After a failed fetch: remove huggingface_hub's `.lock` files and the empty folders it or
+    we made under `target` (partial downloads, which a retry resumes, are kept).
+    """
+    partial = target / PARTIAL_DIR
+    if partial.is_dir():
+        for lock in partial.rglob("*.lock"):
+            lock.unlink(missing_ok=True)
+        files = [p for p in partial.rglob("*") if not p.is_dir()]
+        if all(p.name in _HUB_BOOKKEEPING for p in files):  # no partial download to resume
+            shutil.rmtree(partial, ignore_errors=True)
+        folders = sorted((p for p in partial.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        for folder in [*folders, partial]:
+            _rmdir_if_empty(folder)
+    for folder in created:
+        _rmdir_if_empty(folder)
+
+
+def _rmdir_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def _missing_message(
@@ -299,7 +434,14 @@ def _free_gb(folder: Path) -> float | None:
         return None
 
 
-def fetch_weight(weight: WeightFile, target: Path, *, weights_dir: str | Path | None) -> Path:
+def fetch_weight(
+    weight: WeightFile,
+    target: Path,
+    *,
+    weights_dir: str | Path | None,
+    advise: bool = True,
+    fast: bool = False,
+) -> Path:
     """Download `weight` into `target` (resumable) and return its final path.
 
     Each hub file is fetched into `target/.partial/` (where `hf_hub_download` resumes an
@@ -315,28 +457,56 @@ def fetch_weight(weight: WeightFile, target: Path, *, weights_dir: str | Path | 
         final = entry / source.local_name if weight.folder else entry
         if _nonempty_file(final):
             continue
-        downloaded = _hub_download(source, target / PARTIAL_DIR, weight, weights_dir)
+        downloaded = _hub_download(source, target / PARTIAL_DIR, weight, weights_dir, advise, fast)
+        fast = False
         os.replace(downloaded, final)
     return entry
 
 
 def _hub_download(
-    source: HubFile, partial: Path, weight: WeightFile, weights_dir: str | Path | None
+    source: HubFile,
+    partial: Path,
+    weight: WeightFile,
+    weights_dir: str | Path | None,
+    advise: bool = True,
+    fast: bool = False,
 ) -> Path:
+    """One hub file into `partial`; huggingface_hub's retry lines are not shown (one line each
+    failure is vidrefine's). Losing the connection raises `_Unreachable`; `fast` (the first file
+    of a fetch) asks the Hub once, with a short timeout and no retries.
+    """
+    import logging
+
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.CRITICAL)
     try:
-        path = hf_hub_download(source.repo_id, source.repo_path, local_dir=partial)
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        if isinstance(exc, LocalEntryNotFoundError):
-            reason = "the Hub cannot be reached"
-        else:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        with _no_hub_retries() if fast else contextlib.nullcontext():
+            path = hf_hub_download(source.repo_id, source.repo_path, local_dir=partial)
+    except LocalEntryNotFoundError as exc:
+        cause = exc.__cause__ or exc.__context__
+        why = _first_line(cause) if cause is not None else "the connection failed"
+        raise _Unreachable(f"{_hub_endpoint()}: {why}") from exc
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise _Unreachable(f"{_hub_endpoint()}: {_first_line(exc)}") from exc
+        if not isinstance(exc, HfHubHTTPError | OSError):
+            raise
+        reason = _first_line(exc)
+        then = (
+            f"then run `{download_command([weight], weights_dir)}`"
+            if advise
+            else "then retry, or copy the files into the folder"
+        )
         raise MissingWeights(
             f"could not fetch {source.repo_id}/{source.repo_path} for {weight.display_name} "
-            f"({reason}); check the network, then run `{download_command([weight], weights_dir)}`"
+            f"({reason}); check the network and HF_ENDPOINT/HF_TOKEN, {then}"
         ) from exc
+    finally:
+        hub_logger.setLevel(level)
     return Path(path)
 
 
@@ -350,6 +520,7 @@ __all__ = [
     "UPSCALE_WEIGHTS",
     "VAE",
     "HubFile",
+    "HubUnreachable",
     "WeightFile",
     "download_command",
     "locate",

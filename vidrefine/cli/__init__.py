@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import signal
 import traceback as tb
 import warnings
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ import click
 
 from vidrefine import __version__
 from vidrefine.cli.environment import Environment
-from vidrefine.errors import ExitCode, VidrefineError
+from vidrefine.errors import ExitCode, Interrupted, VidrefineError
 
 # Command name == module name under vidrefine/cli/; each module defines `command`.
 COMMAND_MODULES = ("info", "upscale", "t2v", "doctor", "download", "convert", "presets")
@@ -164,9 +165,15 @@ class CommandGroup(click.Group):
             raise
         except BrokenPipeError:
             raise  # `vidrefine presets | head`: click's main exits quietly on EPIPE
+        except Interrupted as exc:
+            if _sigterm.received:
+                _fail(ctx, exc, _terminated(str(exc)), ExitCode.TERMINATED)
+            _fail(ctx, exc, str(exc), exc.exit_code)
         except VidrefineError as exc:
             _fail(ctx, exc, str(exc), exc.exit_code)
         except KeyboardInterrupt as exc:
+            if _sigterm.received:
+                _fail(ctx, exc, "terminated (SIGTERM)", ExitCode.TERMINATED)
             _fail(ctx, exc, "interrupted", ExitCode.INTERRUPTED)
         except Exception as exc:
             message = (
@@ -174,6 +181,52 @@ class CommandGroup(click.Group):
                 "(this is a bug in vidrefine; rerun with --traceback and report the output)"
             )
             _fail(ctx, exc, message, ExitCode.ERROR)
+
+
+def _terminated(message: str) -> str:
+    """An 'interrupted during ...' message as said for SIGTERM: 'terminated (SIGTERM) during'."""
+    if message.startswith("interrupted"):
+        return "terminated (SIGTERM)" + message[len("interrupted") :]
+    return f"terminated (SIGTERM): {message}"
+
+
+class _SigtermState:
+    """Whether the SIGTERM handler `main` installs has fired during this command."""
+
+    received = False
+
+
+_sigterm = _SigtermState()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Turn the first SIGTERM into KeyboardInterrupt: the clean-up path Ctrl-C takes.
+
+    Later ones are ignored, so that a second SIGTERM cannot cut the clean-up short.
+    """
+    if _sigterm.received:
+        return
+    _sigterm.received = True
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM cleans up like Ctrl-C (exit 143); then the old handler.
+
+    Only the main thread can install handlers: elsewhere the block runs unchanged.
+    """
+    _sigterm.received = False
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _sigterm.received = False
 
 
 def _first_line(exc: BaseException) -> str:
@@ -204,8 +257,18 @@ def cli(ctx: click.Context, traceback: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point (`vidrefine = vidrefine.cli:main`)."""
-    cli.main(args=argv, prog_name="vidrefine")
+    """Console-script entry point (`vidrefine = vidrefine.cli:main`).
+
+    SIGTERM (a service manager, `kill`, a container stopping) is handled like Ctrl-C: the
+    temporary output is removed, finished windows are kept, and the exit code is 143.
+    """
+    with sigterm_as_interrupt():
+        try:
+            cli.main(args=argv, prog_name="vidrefine")
+        except SystemExit as exc:
+            if _sigterm.received and exc.code == 1:  # stopped before a command ran: "Aborted!"
+                raise SystemExit(int(ExitCode.TERMINATED)) from None
+            raise
 
 
 __all__ = [

@@ -5,6 +5,8 @@ captions found. Nothing is written here; every problem is a one-line error befor
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +29,30 @@ class UpscaleJob:
     caption_source: str  # "--caption", the caption file, or the sidecar path
 
 
+def _folder_input(path: Path) -> bool:
+    """Whether a file found in an input folder is one to refine.
+
+    Hidden files, our temporary files (`vidrefine.io.atomic.TEMP_MARKER`) and vidrefine's own
+    outputs (they carry the `vidrefine_job` tag) are not: a batch run into its own folder must
+    not refine `a_1080p.mp4` into `a_1080p_1080p.mp4`. Files named on the command line are
+    always taken as given.
+    """
+    from vidrefine.io.atomic import TEMP_MARKER
+
+    if path.suffix.lower() not in VIDEO_SUFFIXES or path.name.startswith("."):
+        return False
+    if TEMP_MARKER in path.name or not path.is_file():
+        return False
+    from vidrefine.io.writer import job_tag  # PyAV loads only when a folder is given
+
+    return job_tag(path) is None
+
+
 def expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], bool]:
     """Files as given, folders as their video files (sorted, not recursive).
 
-    Returns the files and whether any input was a folder.
+    A folder's hidden files, temporary files and vidrefine outputs are left out
+    (`_folder_input`). Returns the files and whether any input was a folder.
     """
     if not inputs:
         raise BadInput("no input given: vidrefine upscale CLIP.mp4 [CLIP2.mp4 | FOLDER ...]")
@@ -39,9 +61,15 @@ def expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], bool]:
     for path in inputs:
         if path.is_dir():
             any_folder = True
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            found = [p for p in videos if _folder_input(p)]
             if not found:
                 suffixes = " ".join(sorted(VIDEO_SUFFIXES))
+                if videos:
+                    raise BadInput(
+                        f"{path} holds no video files to refine: only hidden files, vidrefine's "
+                        "temporary files or its outputs"
+                    )
                 raise BadInput(f"{path} holds no video files (looked for {suffixes})")
             files.extend(found)
         elif path.is_file():
@@ -109,10 +137,61 @@ def check_output(output: Path, *, input_path: Path, overwrite: bool) -> None:
         raise OutputNotWritable(f"cannot write {output}: {ancestor} is not a writable folder")
 
 
-def make_output_folders(jobs: list[UpscaleJob]) -> None:
-    """Create the folders the outputs go into (after all jobs passed their checks)."""
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its ancestors that do not exist yet, outermost first."""
+    missing = []
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing[::-1]
+
+
+def make_output_folders(jobs: list[UpscaleJob]) -> list[Path]:
+    """Create the folders the outputs go into (after all jobs passed their checks).
+
+    Returns the folders this call created, outermost first, for `remove_empty_folders`.
+    """
+    created: list[Path] = []
     for folder in dict.fromkeys(job.output.parent for job in jobs):
-        folder.mkdir(parents=True, exist_ok=True)
+        for missing in missing_folders(folder):
+            try:
+                missing.mkdir()
+            except FileExistsError:
+                continue  # made meanwhile by someone else: not ours to remove
+            except BaseException:
+                remove_empty_folders(created)
+                raise
+            created.append(missing)
+    return created
+
+
+def remove_empty_folders(created: list[Path]) -> None:
+    """Remove the folders a failed run created (deepest first), each only if it is empty."""
+    for folder in sorted(created, key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:
+            continue  # not empty (or not removable): keep it
+
+
+@contextmanager
+def removed_on_failure(created: list[Path]) -> Iterator[None]:
+    """Remove the empty folders of `created` when the block raises (Ctrl-C and SIGTERM too)."""
+    try:
+        yield
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+
+
+def remove_stale_temps_in(folders: list[Path], note: Callable[[str], None]) -> None:
+    """Remove temporary files killed runs left in the existing `folders`, with a note for each."""
+    from vidrefine.io.atomic import remove_stale_temps
+
+    for folder in dict.fromkeys(folders):
+        if folder.is_dir():
+            for path in remove_stale_temps(folder):
+                note(f"removed {path}: a temporary file left by a run that was killed")
 
 
 def read_caption_file(path: Path) -> str:

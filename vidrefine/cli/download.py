@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from vidrefine.cli.environment import Environment
-from vidrefine.errors import BadInput
+from vidrefine.errors import BadInput, MissingWeights
 
 if TYPE_CHECKING:  # vidrefine.checkpoints imports torch: loaded when the command runs
     from vidrefine.checkpoints.weights import WeightFile
@@ -48,10 +48,20 @@ def command(env: Environment, weights: Path | None, only: str | None, offline: b
     """Fetch FlashVideo's weights and the T5 encoder (resumes an interrupted download)."""
     from rich.table import Table
 
-    from vidrefine.checkpoints.weights import resolve
+    from vidrefine.checkpoints.weights import HubUnreachable, resolve
 
     files = parse_only(only)
-    found = resolve(files, weights_dir=weights, offline=offline, announce=env.note)
+    try:
+        found = resolve(
+            files, weights_dir=weights, offline=offline, announce=env.note, advise_download=False
+        )
+    except HubUnreachable as exc:  # never advise running this very command again
+        names = ", ".join(w.display_name for w in exc.missing)
+        verb = "was" if len(exc.missing) == 1 else "were"
+        raise MissingWeights(
+            f"the Hugging Face Hub cannot be reached ({exc.reason}), so {names} {verb} not "
+            f"fetched into {exc.target}: retry when online, or copy the files into {exc.target}"
+        ) from exc
     table = Table("weights", "path", title="weights ready")
     for weight in files:
         table.add_row(weight.display_name, str(found[weight.name]))

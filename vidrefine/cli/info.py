@@ -45,6 +45,12 @@ def _rows(info: MediaInfo) -> list[tuple[str, str]]:
         ("frames", count),
         ("time base", f"{info.time_base.numerator}/{info.time_base.denominator}"),
         ("colour", colour),
+        ("scan", _scan(info)),
+        ("alpha", "yes (dropped when refined)" if info.has_alpha else "no"),
+    ]
+    rows += [
+        (f"video #{v.index}", f"{v.codec}, {v.width}x{v.height}, {v.pix_fmt} (not refined)")
+        for v in info.other_video
     ]
     for a in info.audio:
         length = "-" if a.duration_s is None else f"{a.duration_s:.3f} s"
@@ -54,6 +60,13 @@ def _rows(info: MediaInfo) -> list[tuple[str, str]]:
         )
     rows += [(f"subtitle #{s.index}", f"{s.codec}, {s.language or '-'}") for s in info.subtitles]
     return rows
+
+
+def _scan(info: MediaInfo) -> str:
+    """Interlacing in words: "interlaced, top field first", "progressive"."""
+    if info.interlaced:
+        return f"interlaced, {info.field_order_text}"
+    return "progressive" + ("" if info.field_order else " (the file does not say)")
 
 
 @click.command("info")
@@ -78,7 +91,7 @@ def command(
     size: str | None,
     vram: float | None,
 ) -> None:
-    """Show what FILE holds: size, rotation, exact frame rate, frame count, colour, audio."""
+    """Show what FILE holds: size, rotation, exact frame rate, frame count, colour, streams."""
     from vidrefine.io.probe import probe
 
     info = probe(file)

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from vidrefine.cli.batch import missing_folders, remove_stale_temps_in, removed_on_failure
 from vidrefine.cli.environment import Environment
 from vidrefine.cli.options import build_config, print_config, run_options, weights_options
 from vidrefine.config import RunConfig
@@ -140,18 +141,20 @@ def command(
     prompts = gather_prompts(prompt, prompt_file)
     seed_list = parse_seeds(seeds)
     check_output_folder(output)
-    run_t2v(
-        prompts,
-        seed_list,
-        config,
-        output_dir=output,
-        preview_only=preview_only,
-        generator=generator,
-        weights_dir=weights,
-        offline=offline,
-        overwrite=overwrite,
-        env=env,
-    )
+    remove_stale_temps_in([output], env.note)
+    with removed_on_failure(missing_folders(output)):  # the pipeline creates them
+        run_t2v(
+            prompts,
+            seed_list,
+            config,
+            output_dir=output,
+            preview_only=preview_only,
+            generator=generator,
+            weights_dir=weights,
+            offline=offline,
+            overwrite=overwrite,
+            env=env,
+        )
 
 
 def run_t2v(

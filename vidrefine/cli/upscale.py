@@ -12,6 +12,8 @@ from vidrefine.cli.batch import (
     UpscaleJob,
     make_output_folders,
     plan_upscale_jobs,
+    remove_stale_temps_in,
+    removed_on_failure,
     short_caption_warnings,
 )
 from vidrefine.cli.environment import Environment
@@ -75,17 +77,18 @@ def command(
     )
     for warning in short_caption_warnings(jobs):
         env.note(f"warning: {warning}")
-    make_output_folders(jobs)
-    run_refine(
-        jobs,
-        config,
-        weights_dir=weights,
-        offline=offline,
-        overwrite=overwrite,
-        resume=not no_resume,
-        as_json=as_json,
-        env=env,
-    )
+    remove_stale_temps_in([job.output.parent for job in jobs], env.note)
+    with removed_on_failure(make_output_folders(jobs)):
+        run_refine(
+            jobs,
+            config,
+            weights_dir=weights,
+            offline=offline,
+            overwrite=overwrite,
+            resume=not no_resume,
+            as_json=as_json,
+            env=env,
+        )
 
 
 def run_refine(

@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Any
 import av
 
 if TYPE_CHECKING:
-    from vidrefine.io.probe import AudioStreamInfo, MediaInfo, SubtitleStreamInfo
+    from vidrefine.io.probe import (
+        AudioStreamInfo,
+        MediaInfo,
+        SubtitleStreamInfo,
+        VideoStreamInfo,
+    )
 
 
 def ffprobe_fields(info: MediaInfo) -> dict[str, Any]:
@@ -16,7 +21,8 @@ def ffprobe_fields(info: MediaInfo) -> dict[str, Any]:
     height, width = info.size_hw
     shown_h, shown_w = info.display_hw
     out: dict[str, Any] = {
-        "codec_name": _codec_name(info.codec),
+        "index": info.index,
+        "codec_name": codec_name(info.codec),
         "width": width,
         "height": height,
         "pix_fmt": info.pix_fmt,
@@ -26,6 +32,7 @@ def ffprobe_fields(info: MediaInfo) -> dict[str, Any]:
         "color_space": info.color_space,
         "color_transfer": info.color_trc,
         "color_primaries": info.color_primaries,
+        "field_order": info.field_order,
         # FFmpeg's r_frame_rate is its guess of the timestamp grid; probe keeps only the
         # average, which is the same number when the rate is constant.
         "r_frame_rate": None if info.is_vfr else _ratio(info.fps),
@@ -47,8 +54,11 @@ def ffprobe_fields(info: MediaInfo) -> dict[str, Any]:
             "display_height": shown_h,
             "rotation": info.rotation,
             "bit_depth": info.bit_depth,
+            "has_alpha": info.has_alpha,
+            "interlaced": info.interlaced,
             "container": info.container,
             "path": str(info.path),
+            "other_video": [_video_dict(v) for v in info.other_video],
             "audio": [_audio_dict(a) for a in info.audio],
             "subtitles": [_subtitle_dict(s) for s in info.subtitles],
         }
@@ -70,8 +80,11 @@ def _seconds(value: float | None) -> str | None:
     return None if value is None else f"{value:.6f}"
 
 
-def _codec_name(decoder: str) -> str:
-    """FFmpeg's codec name (ffprobe's codec_name) of a decoder: "libdav1d" -> "av1"."""
+def codec_name(decoder: str) -> str:
+    """FFmpeg's codec name (ffprobe's codec_name) of a decoder: "libdav1d" -> "av1".
+
+    Also "srt" -> "subrip": messages name codecs as ffprobe does.
+    """
     try:
         return av.Codec(decoder, "r").canonical_name
     except (av.codec.codec.UnknownCodecError, ValueError):
@@ -83,9 +96,21 @@ def _tags(language: str | None) -> dict[str, Any]:
     return {"tags": {"language": language}} if language else {}
 
 
+def _video_dict(stream: VideoStreamInfo) -> dict[str, Any]:
+    """One video stream that is not refined, in ffprobe's names."""
+    out: dict[str, Any] = {
+        "index": stream.index,
+        "codec_name": codec_name(stream.codec),
+        "width": stream.width,
+        "height": stream.height,
+        "pix_fmt": stream.pix_fmt,
+    }
+    return {key: value for key, value in out.items() if value is not None}
+
+
 def _audio_dict(stream: AudioStreamInfo) -> dict[str, Any]:
     """One audio stream in ffprobe's names; unknown fields are left out, as ffprobe does."""
-    out: dict[str, Any] = {"index": stream.index, "codec_name": _codec_name(stream.codec)}
+    out: dict[str, Any] = {"index": stream.index, "codec_name": codec_name(stream.codec)}
     if stream.sample_rate:
         out["sample_rate"] = str(stream.sample_rate)
     if stream.channels:
@@ -101,4 +126,4 @@ def _audio_dict(stream: AudioStreamInfo) -> dict[str, Any]:
 
 def _subtitle_dict(stream: SubtitleStreamInfo) -> dict[str, Any]:
     """One subtitle stream in ffprobe's names."""
-    return {"index": stream.index, "codec_name": _codec_name(stream.codec)} | _tags(stream.language)
+    return {"index": stream.index, "codec_name": codec_name(stream.codec)} | _tags(stream.language)

@@ -19,6 +19,16 @@ from vidrefine.io.color import PRIMARIES, RANGES, SPACES, TRANSFERS, name_of
 
 # Demuxers whose declared frame count comes from a per-sample index (exact), so no count is needed.
 _INDEXED_FORMATS = ("mov", "mp4")
+# FFmpeg's AVFieldOrder codes as ffprobe names them (0, unknown, is left out).
+_FIELD_ORDERS = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
+# The field shown first: tb/bt are coded in one order and shown in the other.
+_FIELD_ORDER_TEXT = {
+    "progressive": "progressive",
+    "tt": "top field first",
+    "bt": "top field first",
+    "bb": "bottom field first",
+    "tb": "bottom field first",
+}
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,17 @@ class AudioStreamInfo:
     duration_s: float | None
     bit_rate: int | None
     language: str | None
+
+
+@dataclass(frozen=True)
+class VideoStreamInfo:
+    """One video stream of a file (vidrefine refines only the first)."""
+
+    index: int
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str | None
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,10 @@ class MediaInfo:
     the stored picture upright, PyAV's `VideoFrame.rotation` convention. fps is the nominal rate
     from the header; fps_measured comes from packet timestamps when they were scanned. frame_count
     is the counted number when frame_count_counted, else the declared (or estimated) one.
+    index is the refined stream's index in the file; video_streams lists every video stream, the
+    refined one first. has_alpha: the decoded pictures carry an alpha channel (which vidrefine
+    drops). field_order is FFmpeg's name ("progressive", "tt", "bb", "tb", "bt"; None when the
+    file does not say); interlaced is True when the first frame or the field order says so.
     """
 
     path: Path
@@ -79,6 +104,21 @@ class MediaInfo:
     audio: tuple[AudioStreamInfo, ...]
     subtitles: tuple[SubtitleStreamInfo, ...]
     is_vfr: bool
+    index: int = 0
+    video_streams: tuple[VideoStreamInfo, ...] = ()
+    has_alpha: bool = False
+    field_order: str | None = None
+    interlaced: bool = False
+
+    @property
+    def other_video(self) -> tuple[VideoStreamInfo, ...]:
+        """The video streams that are not refined (and not written)."""
+        return tuple(v for v in self.video_streams if v.index != self.index)
+
+    @property
+    def field_order_text(self) -> str:
+        """People's words for the field order: "top field first", "progressive", ..."""
+        return _FIELD_ORDER_TEXT.get(self.field_order or "", "field order unknown")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (`vidrefine info --json`) that speaks ffprobe's field names.
@@ -314,6 +354,7 @@ def _assemble(
     else:
         frame_count = round((duration_s or 0) * fps)
     fmt = (first.format.name if first is not None else None) or ctx.pix_fmt
+    field_order = _FIELD_ORDERS.get(getattr(ctx, "field_order", 0) or 0)
     return MediaInfo(
         path=path,
         container=container.format.name,
@@ -342,7 +383,34 @@ def _assemble(
             for s in container.streams.subtitles
         ),
         is_vfr=is_vfr,
+        index=stream.index,
+        video_streams=tuple(_video_info(s) for s in _refined_first(container, stream)),
+        has_alpha=_has_alpha(fmt),
+        field_order=field_order,
+        interlaced=bool(first is not None and first.interlaced_frame)
+        or field_order not in (None, "progressive"),
     )
+
+
+def _refined_first(
+    container: av.container.InputContainer, stream: av.VideoStream
+) -> list[av.VideoStream]:
+    return [stream, *(s for s in container.streams.video if s.index != stream.index)]
+
+
+def _video_info(stream: av.VideoStream) -> VideoStreamInfo:
+    ctx = stream.codec_context
+    return VideoStreamInfo(stream.index, ctx.name, ctx.width, ctx.height, ctx.pix_fmt)
+
+
+def _has_alpha(pix_fmt: str | None) -> bool:
+    """Whether a pixel format has an alpha component (yuva420p, rgba, argb, ...)."""
+    if not pix_fmt:
+        return False
+    try:
+        return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
+    except ValueError:
+        return False
 
 
 def _bit_depth(pix_fmt: str | None) -> int | None:

@@ -30,6 +30,10 @@ class TruncatedInputWarning(UserWarning):
     """The file ended (or broke) before the frames its header promised."""
 
 
+class DroppedStreamWarning(UserWarning):
+    """Part of the input will not reach the output: another video stream, alpha, interlacing."""
+
+
 @dataclass
 class FrameChunk:
     """Consecutive frames of a video.
@@ -81,6 +85,8 @@ class ChunkReader(Iterator[FrameChunk]):
 
     Truncated or damaged input is decoded as far as it goes: undecodable packets are skipped and a
     TruncatedInputWarning is issued (and kept in `warnings`) when frames fall short of the header.
+    What the refined output will not keep (other video streams, alpha, interlacing) is said once,
+    when reading starts, as a DroppedStreamWarning (also kept in `warnings`).
     """
 
     def __init__(
@@ -118,6 +124,8 @@ class ChunkReader(Iterator[FrameChunk]):
         self._chunks.close()
 
     def _generate(self) -> Iterator[FrameChunk]:
+        for message in dropped_at_read(self.info):
+            self._warn(message, DroppedStreamWarning)
         path, container = open_input(self.info.path)
         with container:
             stream = video_stream(container, path)
@@ -228,9 +236,27 @@ class ChunkReader(Iterator[FrameChunk]):
                 f"(file damaged or cut short); {frames_read} frame(s) were decoded"
             )
 
-    def _warn(self, message: str) -> None:
+    def _warn(self, message: str, category: type[Warning] = TruncatedInputWarning) -> None:
         self.warnings.append(message)
-        warnings.warn(message, TruncatedInputWarning, stacklevel=3)
+        warnings.warn(message, category, stacklevel=3)
+
+
+def dropped_at_read(info: MediaInfo) -> list[str]:
+    """One line for each thing of `info` that the refined output will not keep (docs/io.md)."""
+    lines = []
+    if info.other_video:
+        lines.append(
+            f"{info.path}: {len(info.video_streams)} video streams; refining #{info.index}, "
+            "the others are not written"
+        )
+    if info.has_alpha:
+        lines.append(f"{info.path}: alpha channel dropped (the output has no transparency)")
+    if info.interlaced:
+        lines.append(
+            f"{info.path}: interlaced ({info.field_order_text}); "
+            "frames are refined as progressive pictures"
+        )
+    return lines
 
 
 def read_chunks(

@@ -6,12 +6,13 @@ AAC at the same rate and layout; other subtitles are dropped with a warning (doc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 
+from vidrefine.io.ffprobe import codec_name
 from vidrefine.io.probe import open_input
 
 
@@ -28,13 +29,19 @@ class Remuxer:
     """Adds the source's audio and subtitle streams to `out` and feeds them as video advances.
 
     Call `pump(t)` after each video frame at time t (seconds) and `finish()` after the last one;
-    audio longer than the video is copied in full, never cut.
+    audio longer than the video is copied in full, never cut. Each warning (audio re-encoded,
+    subtitles dropped) goes to `warn` as the stream is routed; a list gets it appended.
     """
 
-    def __init__(self, source: str | Path, out: av.container.OutputContainer, warnings: list[str]):
+    def __init__(
+        self,
+        source: str | Path,
+        out: av.container.OutputContainer,
+        warn: Callable[[str], None] | list[str],
+    ):
         _, self._in = open_input(source)
         self._out = out
-        self._warnings = warnings
+        self._warn = warn.append if isinstance(warn, list) else warn
         self._routes: dict[int, _Route] = {}
         for stream in (*self._in.streams.audio, *self._in.streams.subtitles):
             route = self._route(stream)
@@ -52,8 +59,8 @@ class Remuxer:
             target = self._out.add_stream_from_template(stream)
             return _Route(stream, target)
         if stream.type == "subtitle":
-            self._warnings.append(
-                f"subtitle stream #{stream.index} ({codec}) dropped: "
+            self._warn(
+                f"subtitle stream #{stream.index} ({codec_name(codec)}) dropped: "
                 f"{self._out.format.name} cannot hold it"
             )
             return None
@@ -62,7 +69,7 @@ class Remuxer:
         if layout.endswith("channels"):  # an unnamed order ("2 channels"): the usual one
             layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(ctx.channels, layout)
         target = self._out.add_stream("aac", rate=ctx.sample_rate, layout=layout)
-        self._warnings.append(
+        self._warn(
             f"audio stream #{stream.index} ({codec}) re-encoded to AAC: "
             f"{self._out.format.name} cannot hold {codec}"
         )

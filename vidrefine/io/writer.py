@@ -6,6 +6,7 @@ Behaviour (timing, audio policy, colour tags, rotation) is described in docs/io.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +46,8 @@ class VideoWriter:
     included) the partial file is removed and an existing `path` is left untouched. The caller
     checks `path` once when it plans the job (`vidrefine.io.atomic.check_output`). `metadata`
     becomes container tags (MP4 and MOV keep any key; Matroska stores keys in upper case).
+    Every warning (odd size, audio re-encoded, subtitles the container cannot hold) is kept in
+    `warnings` and passed to `on_warning` as it happens (the CLI passes its progress's `warn`).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class VideoWriter:
         rotation: int = 0,
         overwrite: bool = False,
         metadata: dict[str, str] | None = None,
+        on_warning: Callable[[str], None] | None = None,
     ) -> None:
         _check_settings(codec, pix_fmt, size_hw, rotation)
         self.path = Path(path)
@@ -71,6 +75,7 @@ class VideoWriter:
         self.fps = Fraction(fps)
         self.color = color or ColorTags()
         self.warnings: list[str] = []
+        self._on_warning = on_warning
         self.frames_written = 0
         self._pending: av.VideoFrame | None = None
         self._held: av.Packet | None = None
@@ -88,7 +93,7 @@ class VideoWriter:
             self._out.metadata.update(metadata or {})  # written with the header, at the first mux
             self._stream = self._add_video(codec, crf, preset, pix_fmt, rotation)
             if audio_from is not None:
-                self._remux = Remuxer(audio_from, self._out, self.warnings)
+                self._remux = Remuxer(audio_from, self._out, self._warn)
         except BaseException as err:
             self._abort(err)
             raise
@@ -99,7 +104,7 @@ class VideoWriter:
         """The encoder stream, tagged with colour and rotation."""
         height, width = self.size_hw
         if height % 2 or width % 2:
-            self.warnings.append(
+            self._warn(
                 f"odd size {width}x{height}: encoded as {_FULL_CHROMA[pix_fmt]} (4:4:4), "
                 f"which {pix_fmt} cannot hold; some players need even sizes"
             )
@@ -120,6 +125,12 @@ class VideoWriter:
         if rotation:
             stream.set_display_rotation(rotation)
         return stream
+
+    def _warn(self, message: str) -> None:
+        """Keep a warning and pass it on at once."""
+        self.warnings.append(message)
+        if self._on_warning is not None:
+            self._on_warning(message)
 
     def write(self, frames: np.ndarray, pts: np.ndarray) -> None:
         """Encode (T, H, W, 3) uint8 RGB frames at int64 `pts` (time_base ticks, increasing)."""

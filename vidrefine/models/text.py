@@ -80,6 +80,28 @@ def _missing(folder: Path, what: str) -> MissingWeights:
     )
 
 
+def _reason(err: BaseException) -> str:
+    """The first line of `err`, without torch's advice to unpickle with weights_only=False."""
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    if "weights_only" in line or "Weights only load failed" in line:
+        return "holds Python objects or is damaged; vidrefine never runs code from a weight file"
+    return line
+
+
+def _names_a_missing_file(err: OSError) -> bool:
+    text = str(err)
+    return isinstance(err, FileNotFoundError) or "does not appear to have" in text
+
+
+def _damaged(folder: Path, err: BaseException) -> BadCheckpoint:
+    return BadCheckpoint(
+        f"T5 text encoder folder {folder} cannot be read ({type(err).__name__}: {_reason(err)}): "
+        "a weight or tokenizer file is damaged or cut short; fetch it again with "
+        "`vidrefine download --only t5`"
+    )
+
+
 class T5TextEncoder:
     """T5 v1.1 encoder + tokenizer producing the (B, 226, D) caption embeddings the DiT reads."""
 
@@ -141,9 +163,11 @@ class T5TextEncoder:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model = T5EncoderModel.from_pretrained(folder, dtype=dtype, local_files_only=True)
         except OSError as err:
-            raise _missing(folder, f"cannot load ({err})") from err
-        except (ValueError, RuntimeError) as err:
-            raise BadCheckpoint(f"T5 text encoder in {folder} cannot be loaded: {err}") from err
+            if _names_a_missing_file(err):
+                raise _missing(folder, f"cannot load ({_reason(err)})") from err
+            raise _damaged(folder, err) from err
+        except Exception as err:  # safetensors, pickle, sentencepiece: a damaged file
+            raise _damaged(folder, err) from err
         return cls(model.to(device), tokenizer, folder=folder, cache=cache)
 
     @property

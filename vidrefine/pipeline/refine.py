@@ -9,6 +9,9 @@ with the job's resume key so that rerunning a finished job skips it (`finished_o
 
 from __future__ import annotations
 
+import errno
+import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -18,7 +21,8 @@ import numpy as np
 import torch
 
 from vidrefine.config import RunConfig
-from vidrefine.errors import OutputExists
+from vidrefine.errors import DiskFull, OutputExists, is_disk_full
+from vidrefine.io.atomic import TEMP_MARKER
 from vidrefine.io.probe import MediaInfo
 from vidrefine.io.reader import read_chunks
 from vidrefine.io.writer import JOB_TAG, VideoWriter, job_tag
@@ -226,10 +230,19 @@ class ClipRefiner:
         writer = self._writer(job.output, plan, audio_from, overwrite, key)
         if self.config.background_io:  # decode ahead, encode behind
             chunks, writer = prefetch(chunks, depth=1), BackgroundWriter(writer)
-        with writer:
-            for frames, pts in self.stream(chunks, plan, job.caption, store=store, result=result):
-                with _timed(result, "write"):
-                    writer.write(frames, pts)
+        written = 0  # bytes of the temporary output so far, for a full disk's message
+        try:
+            with writer:
+                for frames, pts in self.stream(
+                    chunks, plan, job.caption, store=store, result=result
+                ):
+                    with _timed(result, "write"):
+                        writer.write(frames, pts)
+                    written = max(written, _temp_bytes(job.output))
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise _output_disk_full(job.output, written, exc) from exc
         store.clear()
         result.peak_memory_bytes = peak_memory_bytes(self.models.device)
         return result
@@ -358,8 +371,34 @@ class ClipRefiner:
             pix_fmt=cfg.pix_fmt,
             audio_from=audio_from if timing.copy_audio else None,
             overwrite=overwrite,
+            on_warning=self.progress.warn,
             metadata={JOB_TAG: key},
         )
+
+
+def _temp_bytes(output: Path) -> int:
+    """Size of this process's temporary file(s) of `output` (0 when none can be seen)."""
+    ours = f".*{TEMP_MARKER}{os.getpid()}-*{output.suffix}"  # names carry the writer's PID
+    stem = output.stem[:8]
+    try:
+        temps = list(output.parent.glob(ours)) or list(
+            output.parent.glob(f".{stem}*{TEMP_MARKER}*{output.suffix}")
+        )
+        return max((p.stat().st_size for p in temps), default=0)
+    except OSError:
+        return 0
+
+
+def _output_disk_full(output: Path, written: int, exc: OSError) -> DiskFull:
+    """One line for a full disk (or quota) under the output: the folder and the space needed."""
+    folder = output.parent.resolve()
+    need_mb = max(1, math.ceil(written / 1e6))
+    reason = "disk quota exceeded" if exc.errno != errno.ENOSPC else "no space left"
+    return DiskFull(
+        f"{reason} in {folder} while writing {output.name} (it had reached {written / 1e6:.1f} "
+        f"MB): make at least {need_mb} MB free there, more for a longer clip, or write elsewhere "
+        "with -o; finished windows are kept, run the same command again to resume"
+    )
 
 
 class _timed:

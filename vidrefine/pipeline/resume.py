@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from vidrefine.checkpoints.weights import vidrefine_cache
+from vidrefine.errors import DiskFull, is_disk_full
 
 _PROBE_BYTES = 1 << 20  # hash the first and last MiB plus size and mtime: cheap for big files
 WINDOW_TENSORS = ("latents", "trajectory")  # what a kept window holds
@@ -98,14 +100,32 @@ class JobStore:
         return tensors
 
     def save_window(self, index: int, tensors: Mapping[str, torch.Tensor]) -> None:
-        """Save window `index` atomically (temporary file, then rename)."""
+        """Save window `index` atomically (temporary file, then rename).
+
+        A full disk (or quota) raises DiskFull naming the folder and the space one window
+        needs; the temporary file is removed and the windows kept earlier stay as they are.
+        """
         from safetensors.torch import save_file
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         final = self._window_path(index)
         tmp = final.with_suffix(".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, final)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_file(tensors, str(tmp))
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)  # a half-written window must not take the space it has
+            if not is_disk_full(exc):
+                raise
+            need_mb = max(1, math.ceil(sum(t.nbytes for t in tensors.values()) / 1e6))
+            kept = len(list(self.folder.glob("window_*.safetensors")))
+            raise DiskFull(
+                f"no space left in {self.folder} to keep window {index + 1} (about {need_mb} MB "
+                f"needed for one window's latents); free at least {need_mb} MB there or set "
+                f"VIDREFINE_CACHE to a folder with room, then run the same command again "
+                f"({kept} finished window{'' if kept == 1 else 's'} kept)"
+            ) from exc
 
     def clear(self) -> None:
         """Remove the job folder (after the output is complete)."""
