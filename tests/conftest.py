@@ -31,3 +31,13 @@ def stage2_weights(tmp_path_factory) -> Path:
     from tests.e2e.golden import upscale_weights
 
     return upscale_weights(tmp_path_factory.mktemp("stage2-weights"))
+
+
+@pytest.fixture(scope="session")
+def tiny_preset(tmp_path_factory) -> Path:
+    """A preset file with the tiny end-to-end settings (`tiny_runs.TEST_PRESET`)."""
+    from tiny_runs import TEST_PRESET
+
+    path = tmp_path_factory.mktemp("tiny-preset") / "tiny.toml"
+    path.write_text(TEST_PRESET)
+    return path

@@ -15,20 +15,10 @@ from tests.media import make_clip
 from vidrefine.cli import cli
 from vidrefine.errors import ExitCode
 
-TEST_PRESET = """
-crf = 0
-steps = 2
-window_latent = 4
-window_overlap_latent = 2
-vae_mode = "whole"
-"""
 
-
-@pytest.fixture
-def preset(tmp_path) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(TEST_PRESET)
-    return path
+@pytest.fixture(scope="module")
+def preset(tiny_preset) -> Path:
+    return tiny_preset
 
 
 def upscale(clip: Path, out: Path, weights: Path, preset: Path) -> tuple[int, str]:

@@ -13,33 +13,23 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from t5_fixtures import tiny_caption
+from tiny_runs import run_cli
 
 from tests.media import make_clip
 from vidrefine.cli import cli
 from vidrefine.errors import ExitCode
 from vidrefine.io.atomic import TEMP_MARKER, atomic_output
 
-# Small windows (13 frames, stride 8) keep the tiny models fast on two CPU cores.
-TEST_PRESET = """
-crf = 0
-steps = 2
-window_latent = 4
-window_overlap_latent = 2
-vae_mode = "whole"
-"""
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def preset(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("preset") / "tiny.toml"
-    path.write_text(TEST_PRESET)
-    return path
+def preset(tiny_preset) -> Path:
+    return tiny_preset
 
 
 def upscale(args: list[str]) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["upscale", *args])
-    return result.exit_code, result.output + (result.stderr if result.stderr_bytes else "")
+    return run_cli(["upscale", *args])
 
 
 def tiny_args(weights: Path, preset: Path) -> list[str]:

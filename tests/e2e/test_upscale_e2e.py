@@ -16,20 +16,12 @@ from click.testing import CliRunner
 from dit_fixtures import official_dit_tensors, write_official
 from progress_fixtures import InterruptAfterWindows
 from t5_fixtures import TINY_T5_WIDTH, tiny_caption
+from tiny_runs import TEST_PRESET, run_cli
 
 from tests.media import make_clip
 from vidrefine.cli import cli
 from vidrefine.errors import ExitCode
 from vidrefine.io.probe import probe
-
-# Small windows (13 frames, stride 8) keep the tiny models fast on two CPU cores.
-TEST_PRESET = """
-crf = 0
-steps = 2
-window_latent = 4
-window_overlap_latent = 2
-vae_mode = "whole"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +30,12 @@ def weights(stage2_weights) -> Path:
 
 
 @pytest.fixture(scope="module")
-def preset(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("preset") / "tiny.toml"
-    path.write_text(TEST_PRESET)
-    return path
+def preset(tiny_preset) -> Path:
+    return tiny_preset
 
 
 def upscale(args: list[str]) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["upscale", *args])
-    return result.exit_code, result.output + (result.stderr if result.stderr_bytes else "")
+    return run_cli(["upscale", *args])
 
 
 def upscale_tiny(clip: Path, out: Path, caption: str, weights: Path, preset: Path, *extra: str):

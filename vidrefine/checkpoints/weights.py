@@ -12,16 +12,21 @@ fetched into the first folder of that order. Nothing here imports torch.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from vidrefine.errors import BadCheckpoint, MissingWeights, OutputNotWritable
+from vidrefine.checkpoints.hub import (
+    Unreachable,
+    absent_folders,
+    announce_fetch,
+    fetch_weight,
+    nonempty_file,
+    tidy,
+)
+from vidrefine.errors import BadCheckpoint, MissingWeights
 
 # Where each file comes from. Kept as constants so a moved file is a one-line fix.
 FLASHVIDEO_REPO = "FoundationVision/FlashVideo"
@@ -47,7 +52,6 @@ T5_TOKENIZER_FILES = (
 )
 
 ENV_WEIGHTS = "VIDREFINE_WEIGHTS"
-PARTIAL_DIR = ".partial"  # hub downloads land (and resume) here before moving into place
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,8 @@ class WeightFile:
         """True when `root` holds this entry complete (every file of a folder, none empty)."""
         entry = root / self.name
         if not self.folder:
-            return _nonempty_file(entry)
-        if all(_nonempty_file(entry / source.local_name) for source in self.sources):
+            return nonempty_file(entry)
+        if all(nonempty_file(entry / source.local_name) for source in self.sources):
             return True
         return _is_transformers_folder(entry)
 
@@ -103,23 +107,19 @@ def _is_transformers_folder(entry: Path) -> bool:
     rather than the files vidrefine fetches; a download that is still under way lives in
     `.partial/` and is not seen here.
     """
-    if not _nonempty_file(entry / "config.json"):
+    if not nonempty_file(entry / "config.json"):
         return False
     tokenizer = [entry / "spiece.model", entry / "tokenizer.json"]
-    if not any(_nonempty_file(p) for p in tokenizer):
+    if not any(nonempty_file(p) for p in tokenizer):
         return False
     for index in entry.glob("*.index.json"):  # sharded weights: every listed shard must be there
         try:
             shards = set(json.loads(index.read_text())["weight_map"].values())
         except (OSError, ValueError, KeyError, AttributeError):
             return False
-        return all(_nonempty_file(entry / shard) for shard in shards)
+        return all(nonempty_file(entry / shard) for shard in shards)
     weights = [*entry.glob("*.safetensors"), *entry.glob("pytorch_model*.bin")]
-    return any(_nonempty_file(p) for p in weights)
-
-
-def _nonempty_file(path: Path) -> bool:
-    return path.is_file() and path.stat().st_size > 0
+    return any(nonempty_file(p) for p in weights)
 
 
 def _t5_sources() -> tuple[HubFile, ...]:
@@ -235,8 +235,8 @@ def resolve(
                 raise BadCheckpoint(_empty_message(empty_files, missing, folders, weights_dir, why))
             raise MissingWeights(_missing_message(missing, folders, weights_dir, why))
         target = folders[0]
-        _announce_fetch(missing, target, announce)
-        created = _absent_folders(target, missing)
+        announce_fetch(missing, target, announce)
+        created = absent_folders(target, missing)
         try:
             for done, weight in enumerate(missing):
                 try:
@@ -247,19 +247,12 @@ def resolve(
                         advise=advise_download,
                         fast=done == 0,
                     )
-                except _Unreachable as exc:
+                except Unreachable as exc:
                     raise HubUnreachable(missing[done:], folders, weights_dir, str(exc)) from exc
         except BaseException:
-            _tidy(target, created)
+            tidy(target, created)
             raise
     return {name: path for name, path in found.items() if path is not None}
-
-
-HUB_CHECK_TIMEOUT_S = 5.0  # the first request's timeout: it decides whether the Hub answers
-
-
-class _Unreachable(Exception):
-    """The Hub could not be reached while a file was being fetched (the reason is the text)."""
 
 
 class HubUnreachable(MissingWeights):
@@ -285,89 +278,6 @@ class HubUnreachable(MissingWeights):
             f"`{download_command(missing, weights_dir)}` when online, or copy the files into "
             f"{self.target}"
         )
-
-
-def _hub_endpoint() -> str:
-    from huggingface_hub import constants
-
-    return constants.ENDPOINT
-
-
-@contextlib.contextmanager
-def _no_hub_retries() -> Iterator[None]:
-    """For the first request only: huggingface_hub's metadata HEAD without its retry loop (five
-    tries over about 25 s, a warning line each) and with a short timeout, so that a Hub that
-    cannot be reached fails at once. Without that hook (another huggingface_hub) nothing changes.
-    """
-    from huggingface_hub import file_download
-
-    original = getattr(file_download, "get_hf_file_metadata", None)
-    if original is None:
-        yield
-        return
-
-    def once(*args: Any, **kwargs: Any) -> Any:
-        kwargs["retry_on_errors"] = False
-        kwargs["timeout"] = min(kwargs.get("timeout") or HUB_CHECK_TIMEOUT_S, HUB_CHECK_TIMEOUT_S)
-        return original(*args, **kwargs)
-
-    file_download.get_hf_file_metadata = once
-    try:
-        yield
-    finally:
-        file_download.get_hf_file_metadata = original
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    """A failure to reach the server at all (refused, reset, timed out, no name), whatever the
-    HTTP library's class for it.
-    """
-    if isinstance(exc, ConnectionError | TimeoutError):
-        return True
-    names = {"TransportError", "NetworkError", "TimeoutException", "RemoteProtocolError"}
-    return any(cls.__name__ in names for cls in type(exc).__mro__)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _absent_folders(target: Path, missing: list[WeightFile]) -> list[Path]:
-    """Folders a fetch into `target` may create that do not exist yet (deepest first)."""
-    candidates = [target / w.name for w in missing if w.folder]
-    candidates.append(target / PARTIAL_DIR)
-    probe = target
-    while probe != probe.parent:
-        candidates.append(probe)
-        probe = probe.parent
-    return [p for p in candidates if not p.exists()]
-
-
-_HUB_BOOKKEEPING = {"CACHEDIR.TAG", ".gitignore"}  # what huggingface_hub writes in a new cache
-
-
-def _tidy(target: Path, created: list[Path]) -> None:
-    """After a failed fetch: remove huggingface_hub's `.lock` files and the empty folders it or
-    we made under `target` (partial downloads, which a retry resumes, are kept).
-    """
-    partial = target / PARTIAL_DIR
-    if partial.is_dir():
-        for lock in partial.rglob("*.lock"):
-            lock.unlink(missing_ok=True)
-        files = [p for p in partial.rglob("*") if not p.is_dir()]
-        if all(p.name in _HUB_BOOKKEEPING for p in files):  # no partial download to resume
-            shutil.rmtree(partial, ignore_errors=True)
-        folders = sorted((p for p in partial.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-        for folder in [*folders, partial]:
-            _rmdir_if_empty(folder)
-    for folder in created:
-        _rmdir_if_empty(folder)
-
-
-def _rmdir_if_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        folder.rmdir()
 
 
 def _missing_message(
@@ -406,108 +316,6 @@ def refetch_hint(path: Path) -> str:
         if path.name == weight.name or path.parent.name == weight.name:
             return f"fetch it again with `vidrefine download --only {weight.key}`"
     return "fetch or copy it again (`vidrefine download` fetches the official files)"
-
-
-def _announce_fetch(
-    missing: list[WeightFile], target: Path, announce: Callable[[str], None] | None
-) -> None:
-    parts = ", ".join(f"{w.display_name} ({w.size_gb:.1f} GB)" for w in missing)
-    need_gb = total_gb(missing)
-    message = (
-        f"fetching {len(missing)} weight entr{'y' if len(missing) == 1 else 'ies'} "
-        f"({need_gb:.1f} GB) from the Hugging Face Hub into {target}: {parts}"
-    )
-    free_gb = _free_gb(target)
-    if free_gb is not None and free_gb < need_gb:
-        message += f" (warning: only {free_gb:.1f} GB free there)"
-    if announce is not None:
-        announce(message)
-
-
-def _free_gb(folder: Path) -> float | None:
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        return shutil.disk_usage(probe).free / 1e9
-    except OSError:
-        return None
-
-
-def fetch_weight(
-    weight: WeightFile,
-    target: Path,
-    *,
-    weights_dir: str | Path | None,
-    advise: bool = True,
-    fast: bool = False,
-) -> Path:
-    """Download `weight` into `target` (resumable) and return its final path.
-
-    Each hub file is fetched into `target/.partial/` (where `hf_hub_download` resumes an
-    interrupted transfer) and moved into place only when complete, so a file under its final
-    name is always whole. The T5 encoder and tokenizer subfolders are flattened into one folder.
-    """
-    entry = target / weight.name
-    try:
-        (entry if weight.folder else target).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputNotWritable(f"cannot create weights folder {target}: {exc.strerror}") from exc
-    for source in weight.sources:
-        final = entry / source.local_name if weight.folder else entry
-        if _nonempty_file(final):
-            continue
-        downloaded = _hub_download(source, target / PARTIAL_DIR, weight, weights_dir, advise, fast)
-        fast = False
-        os.replace(downloaded, final)
-    return entry
-
-
-def _hub_download(
-    source: HubFile,
-    partial: Path,
-    weight: WeightFile,
-    weights_dir: str | Path | None,
-    advise: bool = True,
-    fast: bool = False,
-) -> Path:
-    """One hub file into `partial`; huggingface_hub's retry lines are not shown (one line each
-    failure is vidrefine's). Losing the connection raises `_Unreachable`; `fast` (the first file
-    of a fetch) asks the Hub once, with a short timeout and no retries.
-    """
-    import logging
-
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    hub_logger = logging.getLogger("huggingface_hub")
-    level = hub_logger.level
-    hub_logger.setLevel(logging.CRITICAL)
-    try:
-        with _no_hub_retries() if fast else contextlib.nullcontext():
-            path = hf_hub_download(source.repo_id, source.repo_path, local_dir=partial)
-    except LocalEntryNotFoundError as exc:
-        cause = exc.__cause__ or exc.__context__
-        why = _first_line(cause) if cause is not None else "the connection failed"
-        raise _Unreachable(f"{_hub_endpoint()}: {why}") from exc
-    except Exception as exc:
-        if _is_connection_error(exc):
-            raise _Unreachable(f"{_hub_endpoint()}: {_first_line(exc)}") from exc
-        if not isinstance(exc, HfHubHTTPError | OSError):
-            raise
-        reason = _first_line(exc)
-        then = (
-            f"then run `{download_command([weight], weights_dir)}`"
-            if advise
-            else "then retry, or copy the files into the folder"
-        )
-        raise MissingWeights(
-            f"could not fetch {source.repo_id}/{source.repo_path} for {weight.display_name} "
-            f"({reason}); check the network and HF_ENDPOINT/HF_TOKEN, {then}"
-        ) from exc
-    finally:
-        hub_logger.setLevel(level)
-    return Path(path)
 
 
 __all__ = [

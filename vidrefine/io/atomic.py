@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import tempfile
@@ -16,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from vidrefine.errors import BadInput, OutputExists, OutputNotWritable
+from vidrefine.errors import BadInput, DiskFull, OutputExists, OutputNotWritable
 
 TEMP_MARKER = ".vidrefine-tmp-"
 # `.<stem>.vidrefine-tmp-<writer pid>-<mkstemp's 8 characters><suffix>`; before the PID was
@@ -244,3 +245,28 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
                 continue
             removed.append(path)
     return removed
+
+
+def temp_bytes(output: Path) -> int:
+    """Size of this process's temporary file(s) of `output` (0 when none can be seen)."""
+    ours = f".*{TEMP_MARKER}{os.getpid()}-*{output.suffix}"  # names carry the writer's PID
+    stem = output.stem[:8]
+    try:
+        temps = list(output.parent.glob(ours)) or list(
+            output.parent.glob(f".{stem}*{TEMP_MARKER}*{output.suffix}")
+        )
+        return max((p.stat().st_size for p in temps), default=0)
+    except OSError:
+        return 0
+
+
+def output_disk_full(output: Path, written: int, exc: OSError) -> DiskFull:
+    """One line for a full disk (or quota) under the output: the folder and the space needed."""
+    folder = output.parent.resolve()
+    need_mb = max(1, math.ceil(written / 1e6))
+    reason = "disk quota exceeded" if exc.errno != errno.ENOSPC else "no space left"
+    return DiskFull(
+        f"{reason} in {folder} while writing {output.name} (it had reached {written / 1e6:.1f} "
+        f"MB): make at least {need_mb} MB free there, more for a longer clip, or write elsewhere "
+        "with -o; finished windows are kept, run the same command again to resume"
+    )

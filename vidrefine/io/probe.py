@@ -16,6 +16,16 @@ import numpy as np
 
 from vidrefine.errors import BadInput
 from vidrefine.io.color import PRIMARIES, RANGES, SPACES, TRANSFERS, name_of
+from vidrefine.io.streams import (
+    AudioStreamInfo,
+    SubtitleStreamInfo,
+    VideoStreamInfo,
+    audio_info,
+    bit_depth,
+    has_alpha,
+    language,
+    video_info,
+)
 
 # Demuxers whose declared frame count comes from a per-sample index (exact), so no count is needed.
 _INDEXED_FORMATS = ("mov", "mp4")
@@ -29,40 +39,6 @@ _FIELD_ORDER_TEXT = {
     "bb": "bottom field first",
     "tb": "bottom field first",
 }
-
-
-@dataclass(frozen=True)
-class AudioStreamInfo:
-    """One audio stream; duration_s is measured from packets when the file was scanned."""
-
-    index: int
-    codec: str
-    sample_rate: int
-    channels: int
-    layout: str
-    duration_s: float | None
-    bit_rate: int | None
-    language: str | None
-
-
-@dataclass(frozen=True)
-class VideoStreamInfo:
-    """One video stream of a file (vidrefine refines only the first)."""
-
-    index: int
-    codec: str
-    width: int
-    height: int
-    pix_fmt: str | None
-
-
-@dataclass(frozen=True)
-class SubtitleStreamInfo:
-    """One subtitle stream."""
-
-    index: int
-    codec: str
-    language: str | None
 
 
 @dataclass(frozen=True)
@@ -372,20 +348,20 @@ def _assemble(
         frame_count_counted=scan is not None,
         codec=ctx.name,
         pix_fmt=fmt,
-        bit_depth=_bit_depth(fmt),
+        bit_depth=bit_depth(fmt),
         color_primaries=name_of(PRIMARIES, first.color_primaries if first else None),
         color_trc=name_of(TRANSFERS, first.color_trc if first else None),
         color_space=name_of(SPACES, first.colorspace if first else None),
         color_range=name_of(RANGES, first.color_range if first else None),
-        audio=tuple(_audio_info(s, container, scan) for s in container.streams.audio),
+        audio=tuple(audio_info(s, container, scan) for s in container.streams.audio),
         subtitles=tuple(
-            SubtitleStreamInfo(s.index, s.codec_context.name, _language(s))
+            SubtitleStreamInfo(s.index, s.codec_context.name, language(s))
             for s in container.streams.subtitles
         ),
         is_vfr=is_vfr,
         index=stream.index,
-        video_streams=tuple(_video_info(s) for s in _refined_first(container, stream)),
-        has_alpha=_has_alpha(fmt),
+        video_streams=tuple(video_info(s) for s in _refined_first(container, stream)),
+        has_alpha=has_alpha(fmt),
         field_order=field_order,
         interlaced=bool(first is not None and first.interlaced_frame)
         or field_order not in (None, "progressive"),
@@ -396,58 +372,3 @@ def _refined_first(
     container: av.container.InputContainer, stream: av.VideoStream
 ) -> list[av.VideoStream]:
     return [stream, *(s for s in container.streams.video if s.index != stream.index)]
-
-
-def _video_info(stream: av.VideoStream) -> VideoStreamInfo:
-    ctx = stream.codec_context
-    return VideoStreamInfo(stream.index, ctx.name, ctx.width, ctx.height, ctx.pix_fmt)
-
-
-def _has_alpha(pix_fmt: str | None) -> bool:
-    """Whether a pixel format has an alpha component (yuva420p, rgba, argb, ...)."""
-    if not pix_fmt:
-        return False
-    try:
-        return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
-    except ValueError:
-        return False
-
-
-def _bit_depth(pix_fmt: str | None) -> int | None:
-    """Bits per component of a pixel format (8, 10, ...)."""
-    if not pix_fmt:
-        return None
-    try:
-        return av.VideoFormat(pix_fmt).components[0].bits
-    except (ValueError, IndexError):
-        return None
-
-
-def _language(stream: av.stream.Stream) -> str | None:
-    """The stream's language tag, None when absent or 'und'."""
-    lang = stream.language or stream.metadata.get("language")
-    return None if lang in (None, "", "und") else lang
-
-
-def _audio_info(
-    stream: av.AudioStream, container: av.container.InputContainer, scan: _PacketScan | None
-) -> AudioStreamInfo:
-    """An AudioStreamInfo; its duration is measured from packets when they were scanned."""
-    ctx = stream.codec_context
-    if scan is not None and stream.index in scan.audio_end_s:
-        start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-        duration: float | None = scan.audio_end_s[stream.index] - start
-    elif stream.duration is not None:
-        duration = float(stream.duration * stream.time_base)
-    else:
-        duration = None if container.duration is None else container.duration / 1_000_000
-    return AudioStreamInfo(
-        index=stream.index,
-        codec=ctx.name,
-        sample_rate=ctx.sample_rate,
-        channels=ctx.channels,
-        layout=ctx.layout.name,
-        duration_s=duration,
-        bit_rate=ctx.bit_rate or None,
-        language=_language(stream),
-    )

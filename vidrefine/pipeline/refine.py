@@ -9,25 +9,22 @@ with the job's resume key so that rerunning a finished job skips it (`finished_o
 
 from __future__ import annotations
 
-import errno
-import math
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vidrefine.config import RunConfig
-from vidrefine.errors import DiskFull, OutputExists, is_disk_full
-from vidrefine.io.atomic import TEMP_MARKER
+from vidrefine.errors import OutputExists, is_disk_full
+from vidrefine.io.atomic import output_disk_full, temp_bytes
 from vidrefine.io.probe import MediaInfo
 from vidrefine.io.reader import read_chunks
 from vidrefine.io.writer import JOB_TAG, VideoWriter, job_tag
 from vidrefine.pipeline.loading import StageTwoModels
-from vidrefine.pipeline.resume import JobStore, file_identity, job_key
+from vidrefine.pipeline.resume import JobStore, file_identity, resume_key
 from vidrefine.pipeline.steps import (
     crossfade,
     decode_to_frames,
@@ -91,44 +88,6 @@ class _Carry:
 
     trajectory: torch.Tensor | None = None  # (steps + 1, B, O, C, h, w) latent states
     tail: np.ndarray | None = None  # (overlap_frames, H, W, 3) uint8
-
-
-# knobs that change the output file but not the sampled latents, or that act through the plan
-_NON_NUMERIC_KNOBS = {
-    "codec",
-    "pix_fmt",
-    "crf",
-    "encoder_preset",
-    "audio",
-    "fps_mode",
-    "background_io",
-    "vram_gb",
-    "offload",
-}
-
-
-def resume_key(
-    config: RunConfig,
-    identity: dict,
-    plan: ClipPlan,
-    weights_identity: dict,
-    dtypes: tuple[torch.dtype, torch.dtype],
-) -> str:
-    """Resume key: `identity` (input and caption), the knobs and plan parts that change the
-    numbers, the weights and the precisions (`dtypes`: DiT, VAE).
-    """
-    numbers = {k: v for k, v in asdict(config).items() if k not in _NON_NUMERIC_KNOBS}
-    decisions = {"geometry": asdict(plan.geometry), "vae": asdict(plan.vae)}
-    return job_key(
-        {
-            **identity,
-            "config": numbers,
-            "plan": {**decisions, "cfg_batched": plan.memory.cfg_batched},
-            "weights": weights_identity,
-            "dtype": str(dtypes[0]),
-            "vae_dtype": str(dtypes[1]),
-        }
-    )
 
 
 def file_job_key(config: RunConfig, job: RefineJob, plan: ClipPlan, weights_identity: dict) -> str:
@@ -238,11 +197,11 @@ class ClipRefiner:
                 ):
                     with _timed(result, "write"):
                         writer.write(frames, pts)
-                    written = max(written, _temp_bytes(job.output))
+                    written = max(written, temp_bytes(job.output))
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
-            raise _output_disk_full(job.output, written, exc) from exc
+            raise output_disk_full(job.output, written, exc) from exc
         store.clear()
         result.peak_memory_bytes = peak_memory_bytes(self.models.device)
         return result
@@ -374,31 +333,6 @@ class ClipRefiner:
             on_warning=self.progress.warn,
             metadata={JOB_TAG: key},
         )
-
-
-def _temp_bytes(output: Path) -> int:
-    """Size of this process's temporary file(s) of `output` (0 when none can be seen)."""
-    ours = f".*{TEMP_MARKER}{os.getpid()}-*{output.suffix}"  # names carry the writer's PID
-    stem = output.stem[:8]
-    try:
-        temps = list(output.parent.glob(ours)) or list(
-            output.parent.glob(f".{stem}*{TEMP_MARKER}*{output.suffix}")
-        )
-        return max((p.stat().st_size for p in temps), default=0)
-    except OSError:
-        return 0
-
-
-def _output_disk_full(output: Path, written: int, exc: OSError) -> DiskFull:
-    """One line for a full disk (or quota) under the output: the folder and the space needed."""
-    folder = output.parent.resolve()
-    need_mb = max(1, math.ceil(written / 1e6))
-    reason = "disk quota exceeded" if exc.errno != errno.ENOSPC else "no space left"
-    return DiskFull(
-        f"{reason} in {folder} while writing {output.name} (it had reached {written / 1e6:.1f} "
-        f"MB): make at least {need_mb} MB free there, more for a longer clip, or write elsewhere "
-        "with -o; finished windows are kept, run the same command again to resume"
-    )
 
 
 class _timed:

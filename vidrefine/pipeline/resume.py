@@ -14,13 +14,16 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vidrefine.checkpoints.weights import vidrefine_cache
+from vidrefine.config import RunConfig
 from vidrefine.errors import DiskFull, is_disk_full
+from vidrefine.plan.clip import ClipPlan
 
 _PROBE_BYTES = 1 << 20  # hash the first and last MiB plus size and mtime: cheap for big files
 WINDOW_TENSORS = ("latents", "trajectory")  # what a kept window holds
@@ -130,3 +133,41 @@ class JobStore:
     def clear(self) -> None:
         """Remove the job folder (after the output is complete)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# knobs that change the output file but not the sampled latents, or that act through the plan
+_NON_NUMERIC_KNOBS = {
+    "codec",
+    "pix_fmt",
+    "crf",
+    "encoder_preset",
+    "audio",
+    "fps_mode",
+    "background_io",
+    "vram_gb",
+    "offload",
+}
+
+
+def resume_key(
+    config: RunConfig,
+    identity: dict,
+    plan: ClipPlan,
+    weights_identity: dict,
+    dtypes: tuple[torch.dtype, torch.dtype],
+) -> str:
+    """Resume key: `identity` (input and caption), the knobs and plan parts that change the
+    numbers, the weights and the precisions (`dtypes`: DiT, VAE).
+    """
+    numbers = {k: v for k, v in asdict(config).items() if k not in _NON_NUMERIC_KNOBS}
+    decisions = {"geometry": asdict(plan.geometry), "vae": asdict(plan.vae)}
+    return job_key(
+        {
+            **identity,
+            "config": numbers,
+            "plan": {**decisions, "cfg_batched": plan.memory.cfg_batched},
+            "weights": weights_identity,
+            "dtype": str(dtypes[0]),
+            "vae_dtype": str(dtypes[1]),
+        }
+    )
