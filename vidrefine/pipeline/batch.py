@@ -4,6 +4,7 @@ encoded once, a failing clip reported while the others go on, a finished clip sk
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,11 @@ class StageTwoSession:
         self.states: dict[str, torch.Tensor] = {}
         self.models: StageTwoModels | None = None
         self.placement: ModelPlacement | None = None
-        self.identity: dict = {}  # fingerprints of the weight files, taken when they load
+
+    @functools.cached_property
+    def identity(self) -> dict:
+        """Fingerprints of the weight files (part of every resume key), taken once a session."""
+        return files_identity(self.paths)
 
     def refiner(self, placement: ModelPlacement, captions: Sequence[str]) -> ClipRefiner:
         """A refiner whose models follow `placement` and know every caption (already prefixed)."""
@@ -131,7 +136,6 @@ class StageTwoSession:
             self.progress.warn("half precision on the CPU is very slow; pass --dtype fp32 there")
         models = load_stage_two(self.paths, placement, self.device)
         self.placement = placement
-        self.identity = files_identity(self.paths)
         return models
 
     def refine(
@@ -151,11 +155,10 @@ class StageTwoSession:
         if not clips:
             return list(jobs)  # type: ignore[arg-type]
         plans = plan_jobs(clips, self.config, self.device)  # DoesNotFit stops before loading
-        weights = self.identity if self.models is not None else files_identity(self.paths)
         outcomes: dict[int, JobResult | JobFailure] = {}
         todo: list[tuple[ClipJob, ClipPlan, str]] = []
         for clip, plan in zip(clips, plans, strict=True):
-            key = file_job_key(self.config, clip.job, plan, weights)
+            key = file_job_key(self.config, clip.job, plan, self.identity)
             done = finished_output(clip.job, plan, key, overwrite=overwrite, progress=self.progress)
             if done is not None:
                 outcomes[id(clip)] = done
