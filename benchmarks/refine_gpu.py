@@ -323,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = {p: run_config(p, scale, args.steps[0], args.compile, device) for p in paths}
         plans = {p: plan_path(configs[p], source, device) for p in paths}
         note_refusals(plans, notes)
+        shots_s = parts.time_shot_detection(clip, notes)  # once per clip, before any model
         # T5 as each path's plan places it: its precision and whether its blocks stream
         t5_keys = {p: (plans[p].plan.models.dtype, plans[p].plan.models.offload) for p in paths}
         t5 = {key: time_t5(scale, device, *key) for key in dict.fromkeys(t5_keys.values())}
@@ -341,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         t5_s, t5_peak = t5[t5_keys[r.path]]
         r.seconds["T5"], r.peaks["T5"], r.flops["T5"] = t5_s, t5_peak, t5_flops
-        r.total_s += t5_s
+        r.seconds["shot detection"] = shots_s
+        r.total_s += t5_s + shots_s
     from benchmarks.refine_table import print_tables
 
     print_tables(results, device, rate, rate_what, notes)

@@ -227,3 +227,27 @@ def probe_attention(shape, dtype: torch.dtype, device: torch.device, choice: str
             lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q)
         )
     return kernel
+
+
+def time_shot_detection(clip, notes: list[str]) -> float:
+    """Seconds `upscale` spends finding the hard cuts of `clip` (one decode and the detector).
+
+    Appends a note with the cost a frame, the frame size and the cuts found.
+    """
+    from vidrefine.config import RunConfig
+    from vidrefine.io.probe import probe
+    from vidrefine.io.shots import detect_cuts
+    from vidrefine.plan.shots import MIN_SHOT_FRAMES
+
+    info = probe(clip)
+    began = time.perf_counter()
+    threshold = RunConfig().cut_threshold
+    cuts = detect_cuts(clip, info, threshold=threshold, min_shot_frames=MIN_SHOT_FRAMES)
+    seconds = time.perf_counter() - began
+    h, w = info.display_hw
+    per_frame_ms = 1000 * seconds / max(1, info.frame_count)
+    notes.append(
+        f"shot detection: {per_frame_ms:.2f} ms a frame of {w}x{h} (decode included; "
+        f"{info.frame_count} frames, {len(cuts)} cuts)"
+    )
+    return seconds

@@ -6,7 +6,7 @@ import platform
 
 import torch
 
-PHASE_ORDER = ("T5", "I/O read", "VAE encode", "DiT", "VAE decode", "I/O write")
+PHASE_ORDER = ("shot detection", "T5", "I/O read", "VAE encode", "DiT", "VAE decode", "I/O write")
 
 
 def _ordered(names):

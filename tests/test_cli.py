@@ -114,10 +114,10 @@ def test_keyboard_interrupt_exits_130_with_one_line_when_pressed(extra_command):
 
 
 def test_usage_errors_stay_clicks_when_an_option_is_unknown():
-    result = run("upscale", "--no-such-option")
+    result = run("upscale", "--frobnicate")
     assert result.exit_code == 2
     assert result.stderr == (
-        "vidrefine: error: upscale: no such option '--no-such-option' "
+        "vidrefine: error: upscale: no such option '--frobnicate' "
         "(see 'vidrefine upscale --help')\n"
     )
 

@@ -56,7 +56,8 @@ def test_planned_windows_are_the_ones_the_slicer_cuts_when_frames_stream(frames)
     pictures = np.zeros((frames, 2, 2, 3), np.uint8)
     chunks = [(pictures[i : i + 5], stamps[i : i + 5]) for i in range(0, frames, 5)]
     cut = [
-        (w.index, w.start_frame, w.start_frame + w.real) for w in slice_windows(chunks, windowing)
+        (w.index, w.start_frame, w.start_frame + w.real)
+        for w in slice_windows(chunks, windowing, windowing.windows(frames))
     ]
     planned = [(w.index, w.start_frame, w.stop_frame) for w in windowing.windows(frames)]
     assert planned == cut

@@ -36,6 +36,7 @@ RULES: dict[str, Rule] = {
     "vidrefine.__main__": Rule(only=_v("cli")),
     "vidrefine.errors": Rule(only=(), stdlib_only=True),
     "vidrefine.config": Rule(only=_v("errors"), stdlib_only=True),
+    "vidrefine.captions": Rule(only=_v("errors"), stdlib_only=True),
     "vidrefine.progress": Rule(only=()),
     "vidrefine.plugins": Rule(only=_v("errors config progress")),
     "vidrefine.presets": Rule(only=_v("config errors plan")),
@@ -56,7 +57,19 @@ RULES: dict[str, Rule] = {
         only=_v("errors config io"),
     ),
     "vidrefine.pipeline": Rule(never=_v("cli", "click rich")),
+    "vidrefine.quality": Rule(  # numpy, scikit-image, OpenCV, matplotlib: never torch
+        never=_v("models runtime pipeline checkpoints sampling cli", "torch einops click rich"),
+        only=_v("config errors io plan progress"),
+    ),
+    "vidrefine.captioners": Rule(
+        never=_v("cli pipeline plan models sampling", "click rich"),
+        only=_v("captions config errors plugins progress io checkpoints runtime"),
+    ),
     "vidrefine.cli": Rule(),
+    "vidrefine.web": Rule(
+        never=_v("cli"),
+        only=("vidrefine", *_v("pipeline io config errors presets plan progress")),
+    ),
     "generators": Rule(
         never=_v("cli"),
         only=(

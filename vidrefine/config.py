@@ -109,6 +109,7 @@ OFFLOADS = ("none", "layer")
 ATTENTION_KERNELS = ("auto", "cudnn", "flash", "efficient", "math")
 VAE_MODES = ("blend", "faithful", "whole")
 STAGE1_GUIDANCE = ("dynamic", "faithful")
+COLOR_FIXES = ("none", "adain", "wavelet")  # vidrefine/quality/colorfix.py, docs/quality.md
 STRENGTH_RANGE = (600, 750)  # degradation step indices the authors suggest (spec §5.2, §9.3)
 
 
@@ -192,6 +193,11 @@ class RunConfig:
     attention: str = "auto"  # SDPA kernel tried first: auto | cudnn | flash | efficient | math
     compile: bool = False  # torch.compile each DiT block (the first window pays the compile time)
     background_io: bool = True  # decode the next input and encode the last output on threads
+    # Colour fix of each decoded window against its input (docs/quality.md).
+    color_fix: str = "none"  # "none" | "adain" (Lab mean/std) | "wavelet" (input low frequencies)
+    # Shots (docs/pipeline.md "Shots"): each shot between hard cuts gets its own windows.
+    shots: bool = True  # detect hard cuts (PySceneDetect) and never let a window span one
+    cut_threshold: float = 3.0  # AdaptiveDetector's ratio a cut's change exceeds its neighbours'
     # Windows over time (latent frames) and VAE tiling.
     window_latent: int = 13  # 13 latent frames = 49 pixel frames, the size the DiT was trained on
     window_overlap_latent: int = 4
@@ -252,6 +258,7 @@ LIMITS: dict[str, Check] = {
     "vram_gb": lambda v: None if v is None else _between(0.5, 4096.0)(v),
     "offload": _one_of(*OFFLOADS),
     "attention": _one_of(*ATTENTION_KERNELS),
+    "cut_threshold": _between(1.0, 50.0),  # lower finds more cuts
     "window_latent": _between(2, 64),  # >= 2: a window must overlap the next one
     "window_overlap_latent": _between(1, 63),  # >= 1: latent 0 is never fused (windows.py)
     "vae_mode": _one_of(*VAE_MODES),
@@ -260,6 +267,7 @@ LIMITS: dict[str, Check] = {
     "vae_chunk_latent": _between(0, 64),
     "stage1_cfg_scale": _between(1.0, 50.0),
     "stage1_guidance": _one_of(*STAGE1_GUIDANCE),
+    "color_fix": _one_of(*COLOR_FIXES),
 }
 
 _TYPES: dict[str, tuple[type, ...]] = {

@@ -3,6 +3,8 @@
 A generator turns one caption embedding and a seed into a low-resolution clip that stage II then
 refines. Generators are found only through the entry-point group `vidrefine.generators`; vidrefine
 never imports one by name, the bundled FlashVideo stage I included (see generators/README.md).
+The discovery and the shared protocol checks here serve the captioner plugins too
+(`vidrefine.captioners`).
 """
 
 from __future__ import annotations
@@ -156,7 +158,7 @@ _ABSENT = object()
 
 
 @dataclass
-class GeneratorEntry:
+class PluginEntry:
     """A discovered plugin: its entry point, and the error that made it unusable, if any."""
 
     name: str
@@ -167,8 +169,42 @@ class GeneratorEntry:
 
     @property
     def ok(self) -> bool:
-        """True when the plugin imported and looks like a `Generator`."""
+        """True when the plugin imported and looks like its protocol."""
         return self.error is None
+
+
+GeneratorEntry = PluginEntry  # a discovered generator
+Checker = Callable[[str, object], "str | None"]  # (name, plugin or its class) -> problem
+
+
+def check_members(
+    kind: str,
+    name: str,
+    obj: object,
+    *,
+    version: tuple[str, int],
+    attributes: tuple[str, ...],
+    methods: tuple[str, ...],
+) -> str | None:
+    """The checks every plugin protocol shares, or None: the version first (`version` is the
+    API's name and number), then missing members, then members that are not callable. A class
+    is checked for its methods only; its data attributes may be set by `__init__`.
+    """
+    api, number = version
+    found = getattr(obj, "api_version", _ABSENT)
+    if found is not _ABSENT and found != number:
+        return (
+            f"{kind} {name!r} implements {api} version {found}; this vidrefine supports "
+            f"version {number}"
+        )
+    wanted = (*(() if isinstance(obj, type) else attributes), *methods)
+    missing = [a for a in wanted if not hasattr(obj, a)]
+    if missing:
+        return f"{kind} {name!r} lacks {', '.join(missing)}"
+    not_callable = [m for m in methods if not callable(getattr(obj, m))]
+    if not_callable:
+        return f"{kind} {name!r} has {', '.join(not_callable)} that is not callable"
+    return None
 
 
 def check_generator(name: str, obj: object) -> str | None:
@@ -179,20 +215,16 @@ def check_generator(name: str, obj: object) -> str | None:
     its data attributes may be set by `__init__`, so they are checked on the instance
     (`create_generator` checks the object it creates).
     """
-    is_class = isinstance(obj, type)
-    version = getattr(obj, "api_version", _ABSENT)
-    if version is not _ABSENT and version != API_VERSION:
-        return (
-            f"generator {name!r} implements plugin API version {version}; this vidrefine "
-            f"supports version {API_VERSION}"
-        )
-    attributes = () if is_class else GENERATOR_ATTRIBUTES
-    missing = [a for a in (*attributes, *GENERATOR_METHODS) if not hasattr(obj, a)]
-    if missing:
-        return f"generator {name!r} lacks {', '.join(missing)}"
-    not_callable = [m for m in GENERATOR_METHODS if not callable(getattr(obj, m))]
-    if not_callable:
-        return f"generator {name!r} has {', '.join(not_callable)} that is not callable"
+    problem = check_members(
+        "generator",
+        name,
+        obj,
+        version=("plugin API", API_VERSION),
+        attributes=GENERATOR_ATTRIBUTES,
+        methods=GENERATOR_METHODS,
+    )
+    if problem is not None:
+        return problem
     keywords = _missing_keywords(obj.load, _LOAD_KEYWORDS)  # type: ignore[attr-defined]
     if keywords:
         return (
@@ -214,34 +246,36 @@ def _missing_keywords(function: Callable[..., Any], names: tuple[str, ...]) -> l
     return [n for n in names if n not in params or params[n].kind not in keyword_kinds]
 
 
-def _inspect(ep: EntryPoint) -> GeneratorEntry:
+def _inspect(ep: EntryPoint, kind: str, check: Checker) -> PluginEntry:
     package = ep.dist.name if ep.dist is not None else "?"
-    entry = GeneratorEntry(ep.name, ep.value, package)
+    entry = PluginEntry(ep.name, ep.value, package)
     try:
         factory = ep.load()
     except Exception as exc:  # a third-party import can fail in any way
-        entry.error = f"generator {ep.name!r} ({ep.value}) cannot be imported: {exc!r}"
+        entry.error = f"{kind} {ep.name!r} ({ep.value}) cannot be imported: {exc!r}"
         return entry
     if not callable(factory):
-        entry.error = f"generator {ep.name!r} ({ep.value}) is not a class or factory"
+        entry.error = f"{kind} {ep.name!r} ({ep.value}) is not a class or factory"
         return entry
     if isinstance(factory, type):  # a factory function is checked on what it returns
-        entry.error = check_generator(ep.name, factory)
+        entry.error = check(ep.name, factory)
     entry.factory = factory
     return entry
 
 
-def discover_generators(warn: Callable[[str], None] | None = None) -> dict[str, GeneratorEntry]:
-    """Every registered generator by name; a broken one is kept with its error and warned about.
-
-    The first registration of a name wins; a later one with the same name is reported.
+def discover_plugins(
+    group: str, kind: str, check: Checker, warn: Callable[[str], None] | None = None
+) -> dict[str, PluginEntry]:
+    """Every plugin registered in the entry-point `group` by name; a broken one is kept with
+    its error and warned about. The first registration of a name wins; a later one with the
+    same name is reported.
     """
-    found: dict[str, GeneratorEntry] = {}
-    for ep in sorted(entry_points(group=GENERATOR_GROUP), key=lambda e: e.name):
-        entry = _inspect(ep)
+    found: dict[str, PluginEntry] = {}
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        entry = _inspect(ep, kind, check)
         if ep.name in found:
             if warn is not None:
-                warn(f"generator {ep.name!r} is registered twice; using {found[ep.name].value}")
+                warn(f"{kind} {ep.name!r} is registered twice; using {found[ep.name].value}")
             continue
         if entry.error is not None and warn is not None:
             warn(entry.error)
@@ -249,25 +283,42 @@ def discover_generators(warn: Callable[[str], None] | None = None) -> dict[str, 
     return found
 
 
-def create_generator(name: str, *, entries: dict[str, GeneratorEntry] | None = None) -> Generator:
-    """Instantiate the generator registered as `name`; a broken one raises its captured error."""
-    entries = discover_generators() if entries is None else entries
+def create_plugin(
+    name: str, entries: dict[str, PluginEntry], group: str, kind: str, check: Checker
+) -> Any:
+    """Instantiate the plugin registered as `name` among `entries` (found in `group`); an
+    unknown name is BadInput, a broken plugin its captured error.
+    """
     entry = entries.get(name)
     if entry is None:
-        known = ", ".join(sorted(entries)) or f"none (entry-point group {GENERATOR_GROUP})"
-        raise BadInput(f"no generator named {name!r}; installed: {known}")
+        known = ", ".join(sorted(entries)) or f"none (entry-point group {group})"
+        raise BadInput(f"no {kind} named {name!r}; installed: {known}")
     if entry.error is not None or entry.factory is None:
-        raise VidrefineError(entry.error or f"generator {name!r} is unusable")
+        raise VidrefineError(entry.error or f"{kind} {name!r} is unusable")
     try:
-        generator = entry.factory()
+        plugin = entry.factory()
     except VidrefineError:
         raise
     except Exception as exc:
-        raise VidrefineError(f"generator {name!r} failed to start: {exc!r}") from exc
-    problem = check_generator(name, generator)
+        raise VidrefineError(f"{kind} {name!r} failed to start: {exc!r}") from exc
+    problem = check(name, plugin)
     if problem is not None:
         raise VidrefineError(problem)
-    return generator
+    return plugin
+
+
+def discover_generators(warn: Callable[[str], None] | None = None) -> dict[str, GeneratorEntry]:
+    """Every registered generator by name; a broken one is kept with its error and warned about.
+
+    The first registration of a name wins; a later one with the same name is reported.
+    """
+    return discover_plugins(GENERATOR_GROUP, "generator", check_generator, warn)
+
+
+def create_generator(name: str, *, entries: dict[str, GeneratorEntry] | None = None) -> Generator:
+    """Instantiate the generator registered as `name`; a broken one raises its captured error."""
+    entries = discover_generators() if entries is None else entries
+    return create_plugin(name, entries, GENERATOR_GROUP, "generator", check_generator)
 
 
 __all__ = [
@@ -279,7 +330,11 @@ __all__ = [
     "Generator",
     "GeneratorEntry",
     "Placement",
+    "PluginEntry",
     "check_generator",
+    "check_members",
+    "create_plugin",
     "create_generator",
     "discover_generators",
+    "discover_plugins",
 ]

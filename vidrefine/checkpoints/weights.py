@@ -1,8 +1,9 @@
 """Where the weight files are, and fetching the missing ones from the Hugging Face Hub.
 
-A weights folder holds the official layout plus one transformers-format T5 folder::
+A weights folder holds the official layout plus one transformers-format T5 folder, and the
+captioner's model folder when `vidrefine caption` has been used::
 
-    3d-vae.pt  stage1.pt  stage2.pt  t5-v1_1-xxl/
+    3d-vae.pt  stage1.pt  stage2.pt  t5-v1_1-xxl/  qwen3-vl-2b-instruct/
 
 Folders are searched in this order, and a file is used from the first that has it:
 `--weights DIR`, then `$VIDREFINE_WEIGHTS`, then the per-user cache
@@ -49,6 +50,20 @@ T5_TOKENIZER_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "added_tokens.json",
+)
+# The bundled captioner (vidrefine.captioners.qwen3vl): its model repository as is, one folder.
+CAPTIONER_REPO = "Qwen/Qwen3-VL-2B-Instruct"
+CAPTIONER_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "chat_template.json",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
 )
 
 ENV_WEIGHTS = "VIDREFINE_WEIGHTS"
@@ -136,11 +151,19 @@ STAGE2 = WeightFile(
     "stage2", "stage2.pt", 3.39, (HubFile(FLASHVIDEO_REPO, STAGE2_REPO_PATH, "stage2.pt"),)
 )
 T5 = WeightFile("t5", "t5-v1_1-xxl", 9.52, _t5_sources(), folder=True)
+CAPTIONER = WeightFile(
+    "captioner",
+    "qwen3-vl-2b-instruct",
+    4.27,
+    tuple(HubFile(CAPTIONER_REPO, name, name) for name in CAPTIONER_FILES),
+    folder=True,
+)
 
-ALL_WEIGHTS = (VAE, STAGE2, T5, STAGE1)
+ALL_WEIGHTS = (VAE, STAGE2, T5, STAGE1)  # what upscale and t2v use; `download` fetches these
+OPTIONAL_WEIGHTS = (CAPTIONER,)  # only for `caption`/`--caption auto`: `download --only captioner`
 UPSCALE_WEIGHTS = (VAE, STAGE2, T5)  # stage II needs no stage-I weights
 T2V_WEIGHTS = (VAE, STAGE1, STAGE2, T5)
-BY_KEY = {w.key: w for w in ALL_WEIGHTS}
+BY_KEY = {w.key: w for w in (*ALL_WEIGHTS, *OPTIONAL_WEIGHTS)}
 
 
 def vidrefine_cache(kind: str, environ: Mapping[str, str] | None = None) -> Path:
@@ -312,7 +335,7 @@ def _empty_message(
 
 def refetch_hint(path: Path) -> str:
     """How to get a weight file again, by its name: `vidrefine download --only KEY`."""
-    for weight in ALL_WEIGHTS:
+    for weight in BY_KEY.values():
         if path.name == weight.name or path.parent.name == weight.name:
             return f"fetch it again with `vidrefine download --only {weight.key}`"
     return "fetch or copy it again (`vidrefine download` fetches the official files)"
@@ -321,12 +344,14 @@ def refetch_hint(path: Path) -> str:
 __all__ = [
     "ALL_WEIGHTS",
     "BY_KEY",
+    "CAPTIONER",
     "STAGE1",
     "STAGE2",
     "T2V_WEIGHTS",
     "T5",
     "UPSCALE_WEIGHTS",
     "VAE",
+    "OPTIONAL_WEIGHTS",
     "HubFile",
     "HubUnreachable",
     "WeightFile",

@@ -26,7 +26,18 @@ from vidrefine.cli.environment import Environment
 from vidrefine.errors import ExitCode, Interrupted, VidrefineError
 
 # Command name == module name under vidrefine/cli/; each module defines `command`.
-COMMAND_MODULES = ("info", "upscale", "t2v", "doctor", "download", "convert", "presets")
+COMMAND_MODULES = (
+    "info",
+    "upscale",
+    "caption",
+    "compare",
+    "t2v",
+    "doctor",
+    "download",
+    "convert",
+    "presets",
+    "serve",
+)
 _HERE = Path(__file__).resolve().parent
 _PACKAGE = _HERE.parent  # vidrefine/: warnings issued from files under it are vidrefine's
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidrefine.captions import Captions, captions_for_clip
 from vidrefine.errors import BadInput, OutputNotWritable
 
 VIDEO_SUFFIXES = frozenset(
@@ -27,6 +28,7 @@ class UpscaleJob:
     output: Path
     caption: str
     caption_source: str  # "--caption", the caption file, or the sidecar path
+    captions: Captions | None = None  # per-shot captions (SRT, docs/captions.md)
 
 
 def _folder_input(path: Path) -> bool:
@@ -244,10 +246,13 @@ def plan_upscale_jobs(
     caption_file: Path | None,
     size: str,
     overwrite: bool,
+    captions: Path | None = None,
 ) -> list[UpscaleJob]:
     """Validate everything about the inputs and outputs and return the jobs, in input order."""
     if caption is not None and caption_file is not None:
         raise BadInput("give --caption or --caption-file, not both")
+    if captions is not None and (caption is not None or caption_file is not None):
+        raise BadInput("give --captions (per shot) or --caption/--caption-file (one), not both")
     if caption_file is not None:
         read_caption_file(caption_file)
     files, any_folder = expand_inputs(inputs)
@@ -260,18 +265,44 @@ def plan_upscale_jobs(
             raise BadInput(f"{seen[key]} and {src} would both be written to {dst}")
         seen[key] = src
         check_output(dst, input_path=src, overwrite=overwrite)
-        text, source = find_caption(src, caption, caption_file)
-        jobs.append(UpscaleJob(src, dst, text, source))
+        jobs.append(_job(src, dst, caption, caption_file, captions, several=len(files) > 1))
     return jobs
+
+
+def _job(
+    src: Path,
+    dst: Path,
+    caption: str | None,
+    caption_file: Path | None,
+    captions: Path | None,
+    *,
+    several: bool,
+) -> UpscaleJob:
+    """One job with its captions: an explicit caption flag first, then the captions file
+    (`--captions`, else the sidecar `clip.captions.srt`), then `find_caption`'s sidecars.
+    """
+    if captions is not None and several and not captions.is_dir():
+        raise BadInput(
+            f"--captions {captions}: with several inputs, give a folder holding "
+            "<clip name>.captions.srt for each"
+        )
+    if caption is None and caption_file is None:
+        per_shot = captions_for_clip(src, captions)
+        if per_shot is not None:
+            return UpscaleJob(src, dst, per_shot.default, per_shot.source, per_shot)
+    text, source = find_caption(src, caption, caption_file)
+    return UpscaleJob(src, dst, text, source)
 
 
 SHORT_CAPTION_WORDS = 25  # the models were trained on 67-130-word descriptions (spec §11)
 
 
 def short_caption_warnings(jobs: list[UpscaleJob]) -> list[str]:
-    """One warning per distinct caption much shorter than what the models were trained on."""
+    """One warning per distinct caption much shorter than what the models were trained on
+    (every caption of a captions file counts).
+    """
     warnings = []
-    for caption in dict.fromkeys(job.caption for job in jobs):
+    for caption in dict.fromkeys(text for job in jobs for text in _captions_of(job)):
         words = len(caption.split())
         if words < SHORT_CAPTION_WORDS:
             warnings.append(
@@ -280,3 +311,10 @@ def short_caption_warnings(jobs: list[UpscaleJob]) -> list[str]:
                 "short captions give less detail"
             )
     return warnings
+
+
+def _captions_of(job: UpscaleJob) -> list[str]:
+    """The captions a job uses: its one caption, or each non-empty cue of its captions file."""
+    if job.captions is None:
+        return [job.caption]
+    return [cue.text for cue in job.captions.cues if cue.text.strip()]

@@ -21,6 +21,8 @@ from rich.progress import (
 from rich.progress import Progress as RichBars
 from rich.text import Text
 
+from vidrefine.progress import NullProgress
+
 if TYPE_CHECKING:
     from vidrefine.cli.environment import Environment
 
@@ -132,3 +134,14 @@ class LineProgress:
     def warn(self, message: str) -> None:
         """One warning line on stderr."""
         self._env.note(f"warning: {message}")
+
+
+class RankProgress(NullProgress):
+    """For ranks other than 0 under torchrun: no bars or notes, warnings as `[rank N]` lines."""
+
+    def __init__(self, env: Environment) -> None:
+        self._env = env
+
+    def warn(self, message: str) -> None:
+        """One `[rank N] vidrefine: warning: ...` line on stderr (rank 0 speaks for the run)."""
+        self._env.warn(message)

@@ -34,6 +34,15 @@ def torch_rows() -> list[tuple[str, str]]:
     return rows
 
 
+def distributed_rows() -> list[tuple[str, str]]:
+    """The torchrun set-up this process would use: launched or not, rank, backend, device."""
+    try:
+        from vidrefine.runtime.distributed import setup_rows
+    except ImportError:  # no torch: torch_rows says so
+        return []
+    return [(f"distributed {name}", state) for name, state in setup_rows()]
+
+
 def av_rows() -> list[tuple[str, str]]:
     """PyAV version and whether the encoders vidrefine writes with exist."""
     try:
@@ -110,7 +119,7 @@ def command(env: Environment, weights: Path | None, selftest: bool) -> None:
     from vidrefine.checkpoints.weights import download_command, search_path, total_gb
 
     system = Table("component", "state", title="system", show_header=False)
-    for name, state in (*torch_rows(), *av_rows()):
+    for name, state in (*torch_rows(), *distributed_rows(), *av_rows()):
         system.add_row(name, state)
     env.console.print(system)
     folders = search_path(weights)

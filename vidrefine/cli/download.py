@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # vidrefine.checkpoints imports torch: loaded when the comman
 
 
 def parse_only(text: str | None) -> tuple[WeightFile, ...]:
-    """'vae,stage2' -> those entries; None -> all four."""
+    """'vae,stage2' -> those entries; None -> the four of upscale and t2v (not the captioner)."""
     from vidrefine.checkpoints.weights import ALL_WEIGHTS, BY_KEY
 
     if text is None:
@@ -40,7 +40,8 @@ def parse_only(text: str | None) -> tuple[WeightFile, ...]:
 @click.option(
     "--only",
     metavar="NAMES",
-    help="Comma-separated subset of vae,stage2,t5,stage1 [all; upscale needs vae,stage2,t5].",
+    help="Comma-separated subset of vae,stage2,t5,stage1,captioner [vae,stage2,t5,stage1; "
+    "upscale needs vae,stage2,t5; caption needs captioner,t5].",
 )
 @click.option("--offline", is_flag=True, help="Only check what is present; never fetch.")
 @click.pass_obj

@@ -1,7 +1,9 @@
 """The process environment as one injected object: streams, TTY facts, colour, progress.
 
 Commands print only through an `Environment`, so click's `CliRunner` tests see exactly what a
-user sees (the idea of httpie's `context.Environment`).
+user sees (the idea of httpie's `context.Environment`). Under torchrun, ranks other than 0
+(`rank`) print only warnings and errors, each line starting with `[rank N]`; progress, notes,
+tables and results are rank 0's alone.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Environment:
     stderr_isatty: bool = False
     color: bool = False
     progress_factory: Callable[[Environment], Progress] | None = None
+    rank: int = 0  # this process's rank under torchrun; 0 alone
     _consoles: dict[str, Console] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -45,7 +48,7 @@ class Environment:
         env = os.environ if environ is None else environ
         out_tty, err_tty = _isatty(sys.stdout), _isatty(sys.stderr)
         color = err_tty and "NO_COLOR" not in env and env.get("TERM") != "dumb"
-        return cls(sys.stdout, sys.stderr, out_tty, err_tty, color)
+        return cls(sys.stdout, sys.stderr, out_tty, err_tty, color, rank=_torchrun_rank(env))
 
     def _console(self, which: str) -> Console:
         if which not in self._consoles:
@@ -80,17 +83,21 @@ class Environment:
         """A Progress for one command: bars on a terminal, plain lines otherwise."""
         if self.progress_factory is not None:
             return self.progress_factory(self)
-        from vidrefine.cli.display import LineProgress, RichProgress
+        from vidrefine.cli.display import LineProgress, RankProgress, RichProgress
 
+        if self.rank:
+            return RankProgress(self)
         return RichProgress(self) if self.stderr_isatty else LineProgress(self)
 
     def note(self, message: str) -> None:
-        """One plain line on stderr, prefixed with the program name."""
+        """One plain line on stderr, prefixed with the program name (rank 0 only)."""
+        if self.rank:
+            return
         print(f"vidrefine: {message}", file=self.stderr, flush=True)
 
     def warn(self, message: str) -> None:
         """One warning line on stderr; on a terminal it goes above any live progress bars."""
-        line = "vidrefine: warning: " + " ".join(message.split())
+        line = f"{self._tag}vidrefine: warning: " + " ".join(message.split())
         if self.stderr_isatty:
             from rich.text import Text
 
@@ -100,4 +107,15 @@ class Environment:
 
     def error(self, message: str) -> None:
         """The one error line of a failed command."""
-        print(f"vidrefine: error: {message}", file=self.stderr, flush=True)
+        print(f"{self._tag}vidrefine: error: {message}", file=self.stderr, flush=True)
+
+    @property
+    def _tag(self) -> str:
+        """'[rank 2] ' on the ranks other than 0, which prefix their lines with it."""
+        return f"[rank {self.rank}] " if self.rank else ""
+
+
+def _torchrun_rank(environ: Mapping[str, str]) -> int:
+    """The RANK torchrun gave this process (0 without torchrun, or with a bad value)."""
+    value = environ.get("RANK", "0") if "WORLD_SIZE" in environ else "0"
+    return int(value) if value.isdigit() else 0

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from vidrefine.cli.environment import Environment
+from vidrefine.cli.scaleout import PARALLEL_CHOICES
 
 if TYPE_CHECKING:  # PyAV (probe) and the planner load when the command runs
     from vidrefine.config import RunConfig
@@ -83,6 +84,22 @@ def _scan(info: MediaInfo) -> str:
 @click.option("--preset", metavar="NAME|FILE", help="Preset to plan for (with --plan).")
 @click.option("--size", metavar="SIZE", help="Output size to plan for (with --plan).")
 @click.option("--vram", type=float, metavar="GB", help="GPU memory to plan for (with --plan).")
+@click.option("--shots", is_flag=True, help="List the shots (hard cuts found in FILE).")
+@click.option(
+    "--ranks",
+    type=click.IntRange(1),
+    default=1,
+    help="Plan for N torchrun ranks (with --plan): windows and memory per rank.",
+)
+@click.option(
+    "--parallel",
+    type=click.Choice(PARALLEL_CHOICES),
+    default="auto",
+    help="How the ranks share the clip (with --plan --ranks; auto: windows).",
+)
+@click.option(
+    "--cut-threshold", type=float, metavar="RATIO", help="Cut sensitivity (lower: more cuts)."
+)
 def command(
     file: Path,
     as_json: bool,
@@ -90,13 +107,32 @@ def command(
     preset: str | None,
     size: str | None,
     vram: float | None,
+    shots: bool,
+    cut_threshold: float | None,
+    ranks: int,
+    parallel: str,
 ) -> None:
     """Show what FILE holds: size, rotation, exact frame rate, frame count, colour, streams."""
     from vidrefine.io.probe import probe
 
     info = probe(file)
+    if shots and not plan:
+        from vidrefine.cli.shot_list import print_shots
+        from vidrefine.presets import load_config
+
+        config = load_config(preset, {"cut_threshold": cut_threshold})
+        print_shots(info, config, _environment(), as_json=as_json)
+        return
     if plan:
-        print_plan(info, preset, size, vram, as_json=as_json)
+        print_plan(
+            info,
+            preset,
+            size,
+            vram,
+            as_json=as_json,
+            cut_threshold=cut_threshold,
+            ranks=(parallel, ranks),
+        )
         return
     if as_json:
         click.echo(json.dumps(info.to_dict(), indent=2))
@@ -118,17 +154,28 @@ def _environment() -> Environment:
 
 
 def print_plan(
-    info: MediaInfo, preset: str | None, size: str | None, vram: float | None, *, as_json: bool
+    info: MediaInfo,
+    preset: str | None,
+    size: str | None,
+    vram: float | None,
+    *,
+    as_json: bool,
+    cut_threshold: float | None = None,
+    ranks: tuple[str, int] = ("auto", 1),
 ) -> None:
-    """The plan `vidrefine upscale` would run for this file (`vidrefine info FILE --plan`)."""
+    """The plan `vidrefine upscale` would run for this file (`vidrefine info FILE --plan`), its
+    shots detected as `upscale` detects them; `ranks`: (--parallel, --ranks) of a torchrun.
+    """
     from vidrefine.pipeline.devices import device_facts
-    from vidrefine.plan.clip import SourceFacts, plan_clip
+    from vidrefine.pipeline.shots import clip_source
+    from vidrefine.plan.clip import plan_clip
+    from vidrefine.plan.ranks import layout_for
     from vidrefine.presets import load_config
 
-    config = load_config(preset, {"size": size, "vram_gb": vram})
+    config = load_config(preset, {"size": size, "vram_gb": vram, "cut_threshold": cut_threshold})
     device = device_facts()
-    source = SourceFacts.of_media(info)
-    plan = plan_clip(source, config, device)
+    source = clip_source(info, config)
+    plan = plan_clip(source, config, device, layout=layout_for(*ranks))
     if as_json:
         click.echo(json.dumps(plan.to_dict(), indent=2))
         return
@@ -204,6 +251,8 @@ def _plan_table(
     first, last = plan.windows[0], plan.windows[-1]
     table.add_row("output", f"{w}x{h} ({memory.tokens:,} DiT tokens a sample)")
     table.add_row("windows", f"{len(plan.windows)} (frames {first.start_frame}-{last.stop_frame})")
+    starts = ", ".join(str(shot.start_frame) for shot in plan.shots[1:])
+    table.add_row("shots", f"{len(plan.shots)}" + (f" (cuts at frames {starts})" if starts else ""))
     table.add_row("device", device)
     table.add_row("budget", _gb(memory.budget_gb))
     table.add_row("precision", f"DiT {plan.models.dtype}, VAE {plan.models.vae_dtype}")
@@ -216,9 +265,25 @@ def _plan_table(
         table.add_row(f"GPU peak during {name}", f"{gb:.2f} GB")
     table.add_row("GPU peak", f"{memory.gpu_peak_gb:.2f} GB")
     table.add_row("host RAM peak", f"{memory.host_gb:.2f} GB")
-    for label, value in cards:
+    for label, value in [*rank_rows(plan), *cards]:
         table.add_row(label, value)
     _environment().console.print(table)
+
+
+def rank_rows(plan: ClipPlan) -> list[tuple[str, str]]:
+    """Rows of a plan for several ranks: the layout and which rank refines which window."""
+    from vidrefine.plan.ranks import windows_by_rank
+
+    layout = plan.layout
+    if layout.ranks == 1:
+        return []
+    rows = [("ranks", f"{layout.line()} (memory above is per rank)")]
+    if layout.mode != "windows":
+        return rows
+    for rank, held in windows_by_rank(plan.windows, layout.ranks).items():
+        shown = ", ".join(str(index + 1) for index in held) or "none (fewer windows than ranks)"
+        rows.append((f"rank {rank}", f"window{'s' * (len(held) != 1)} {shown}"))
+    return rows
 
 
 def _gb(value: float | None) -> str:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from vidrefine.cli.environment import Environment
-from vidrefine.config import RunConfig
+from vidrefine.config import COLOR_FIXES, RunConfig
 from vidrefine.presets import DEFAULT_PRESET, load_config, to_toml
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,6 +28,9 @@ FLAG_KEYS = {
     "encoder_preset": ("encoder_preset", "--encoder-preset"),
     "audio": ("audio", "--audio/--no-audio"),
     "dtype": ("dtype", "--dtype"),
+    "color_fix": ("color_fix", "--color-fix"),
+    "shots": ("shots", "--shots/--no-shots"),
+    "cut_threshold": ("cut_threshold", "--cut-threshold"),
 }
 
 
@@ -76,9 +79,34 @@ def run_options(func: F) -> F:
                 help="Model precision (auto: bf16 on CUDA, fp32 on CPU).",
             ),
             click.option(
+                "--color-fix",
+                type=click.Choice(list(COLOR_FIXES)),
+                help="Pull each window's colours back to the input's (docs/quality.md) [none].",
+            ),
+            click.option(
                 "--show-config",
                 is_flag=True,
                 help="Print the merged settings as a preset file and exit.",
+            ),
+        ],
+        func,
+    )
+
+
+def shot_options(func: F) -> F:
+    """Shot detection knobs (docs/pipeline.md "Shots"); unset flags leave the preset's value."""
+    return _apply(
+        [
+            click.option(
+                "--shots/--no-shots",
+                default=None,
+                help="Find hard cuts and refine each shot on its own (default: on).",
+            ),
+            click.option(
+                "--cut-threshold",
+                type=float,
+                metavar="RATIO",
+                help="Cut sensitivity: lower finds more cuts [3.0].",
             ),
         ],
         func,

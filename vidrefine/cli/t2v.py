@@ -173,6 +173,7 @@ def run_t2v(
     """Generate every (prompt, seed) preview, then refine each; print where everything went."""
     from vidrefine.pipeline.t2v import generate_videos
     from vidrefine.pipeline.t2v_manifest import manifest_path
+    from vidrefine.runtime.distributed import shutdown as leave_ranks
 
     jobs = generate_videos(
         prompts,
@@ -186,6 +187,9 @@ def run_t2v(
         overwrite=overwrite,
         progress=env.progress(),
     )
+    leave_ranks()  # under torchrun: every rank is done (a no-op in one process)
+    if env.rank:
+        return  # rank 0 lists every clip of every rank
     from rich.table import Table
 
     table = Table("prompt", "seed", "preview", "refined", title="vidrefine t2v")

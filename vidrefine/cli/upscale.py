@@ -16,8 +16,17 @@ from vidrefine.cli.batch import (
     removed_on_failure,
     short_caption_warnings,
 )
+from vidrefine.cli.caption import AUTO_CAPTION, auto_captions
+from vidrefine.cli.compare import check_upscale_report, report_after_upscale, report_option
 from vidrefine.cli.environment import Environment
-from vidrefine.cli.options import build_config, print_config, run_options, weights_options
+from vidrefine.cli.options import (
+    build_config,
+    print_config,
+    run_options,
+    shot_options,
+    weights_options,
+)
+from vidrefine.cli.scaleout import output_ranks, parallel_option, print_rank_lines
 from vidrefine.config import RunConfig
 from vidrefine.errors import VidrefineError
 
@@ -30,18 +39,34 @@ from vidrefine.errors import VidrefineError
     metavar="PATH",
     help="Output file (one input) or folder (several inputs or a folder) [beside each input].",
 )
-@click.option("-c", "--caption", metavar="TEXT", help="What the clip shows (long, detailed).")
+@click.option(
+    "-c",
+    "--caption",
+    metavar="TEXT",
+    help="What the clip shows (long, detailed); `auto`: caption each shot with a model first "
+    "(kept as INPUT.captions.srt).",
+)
 @click.option(
     "--caption-file",
     type=click.Path(path_type=Path),
     metavar="FILE",
     help="Read the caption from a text file [default: the sidecar INPUT.txt].",
 )
+@click.option(
+    "--captions",
+    type=click.Path(path_type=Path),
+    metavar="FILE|DIR",
+    help="Captions per shot, an SRT file (docs/captions.md); a folder holds "
+    "NAME.captions.srt per clip [default: the sidecar INPUT.captions.srt].",
+)
 @run_options
+@shot_options
 @weights_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--no-resume", is_flag=True, help="Ignore windows kept from an interrupted run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results and plans as JSON.")
+@report_option("After the run, write a quality report (as `vidrefine compare --report`) into DIR.")
+@parallel_option
 @click.pass_obj
 def command(
     env: Environment,
@@ -49,11 +74,14 @@ def command(
     output: str | None,
     caption: str | None,
     caption_file: Path | None,
+    captions: Path | None,
     weights: Path | None,
     offline: bool,
     overwrite: bool,
     no_resume: bool,
     as_json: bool,
+    report: Path | None,
+    parallel: str,
     show_config: bool,
     **run_flags: Any,
 ) -> None:
@@ -74,9 +102,19 @@ def command(
         caption_file=caption_file,
         size=config.size,
         overwrite=overwrite,
+        captions=captions,
     )
+    if caption == AUTO_CAPTION:  # caption every clip first; its captions file is kept, then read
+        auto_captions(
+            tuple(j.input for j in jobs), config, weights=weights, offline=offline, env=env
+        )
+        jobs = plan_upscale_jobs(
+            inputs, output, caption=None, caption_file=None, size=config.size, overwrite=overwrite
+        )
     for warning in short_caption_warnings(jobs):
         env.note(f"warning: {warning}")
+    if report is not None:  # checked before any weight is loaded
+        check_upscale_report(report, [job.output for job in jobs], overwrite=overwrite)
     remove_stale_temps_in([job.output.parent for job in jobs], env.note)
     with removed_on_failure(make_output_folders(jobs)):
         run_refine(
@@ -88,7 +126,11 @@ def command(
             resume=not no_resume,
             as_json=as_json,
             env=env,
+            parallel=parallel,
         )
+    if report is not None:
+        pairs = [(job.input, job.output) for job in jobs]
+        report_after_upscale(pairs, report, overwrite=overwrite, env=env)
 
 
 def run_refine(
@@ -101,22 +143,41 @@ def run_refine(
     resume: bool,
     as_json: bool,
     env: Environment,
+    parallel: str = "auto",
 ) -> None:
-    """Refine every job with one set of loaded models, then print a summary table."""
-    from vidrefine.checkpoints.weights import UPSCALE_WEIGHTS, resolve
-    from vidrefine.pipeline.batch import JobFailure, probe_jobs, refine_files
-    from vidrefine.pipeline.refine import RefineJob
+    """Refine every job with one set of loaded models, then print a summary table.
 
-    clips = probe_jobs([RefineJob(job.input, job.output, job.caption) for job in jobs])
+    Under torchrun every rank runs this: the ranks share the clips as `parallel` says, and only
+    rank 0 prints the table (with a line per rank) and fails for the clips that failed.
+    """
+    from vidrefine.checkpoints.weights import UPSCALE_WEIGHTS, resolve
+    from vidrefine.pipeline.batch import JobFailure, StageTwoSession, probe_jobs
+    from vidrefine.pipeline.refine import RefineJob
+    from vidrefine.runtime.distributed import init_distributed, local_main_first, rank_device
+    from vidrefine.runtime.distributed import shutdown as leave_ranks
+
+    clips = probe_jobs(
+        [RefineJob(job.input, job.output, job.caption, job.captions) for job in jobs]
+    )
     if len(clips) == 1 and isinstance(clips[0], JobFailure) and clips[0].cause is not None:
         raise clips[0].cause  # a bad file fails here, before any weights are fetched or loaded
-    paths = resolve(UPSCALE_WEIGHTS, weights_dir=weights_dir, offline=offline, announce=env.note)
-    results = refine_files(
-        clips, config, paths, overwrite=overwrite, resume=resume, progress=env.progress()
-    )
-    print_summary(results, env)
+    device = rank_device()
+    rank = init_distributed(device.type)
+    with local_main_first():  # one download per machine; the other ranks then find the files
+        paths = resolve(
+            UPSCALE_WEIGHTS, weights_dir=weights_dir, offline=offline, announce=env.note
+        )
+    session = StageTwoSession(paths, config, device=device, progress=env.progress())
+    results = session.refine(clips, overwrite=overwrite, resume=resume, parallel=parallel)
+    leave_ranks()
+    if not rank.is_main:
+        return  # rank 0 reports every clip, and fails for those that failed
+    ranks = output_ranks(session.rank_reports)
+    print_summary(results, env, ranks)
+    print_rank_lines(session.rank_reports, env)
     if as_json:
-        env.stdout.write(json.dumps([result_dict(r) for r in results], indent=2) + "\n")
+        rows = [result_dict(r) | _rank_field(r, ranks) for r in results]
+        env.stdout.write(json.dumps(rows, indent=2) + "\n")
     failed = [r for r in results if isinstance(r, JobFailure)]
     if len(results) == 1 and failed and failed[0].cause is not None:
         raise failed[0].cause  # one clip: its own line and exit code
@@ -127,6 +188,12 @@ def run_refine(
         raise err
     if failed:
         raise VidrefineError(f"{len(failed)} of {len(results)} clips failed (see above)")
+
+
+def _rank_field(result: Any, ranks: dict[str, int]) -> dict[str, int]:
+    """`{"rank": N}` for an output rank N made under torchrun, else nothing."""
+    rank = ranks.get(str(result.job.output))
+    return {} if rank is None else {"rank": rank}
 
 
 def result_dict(result: Any) -> dict[str, Any]:
@@ -148,9 +215,12 @@ def result_dict(result: Any) -> dict[str, Any]:
     }
 
 
-def print_summary(results: list[Any], env: Environment) -> None:
+def print_summary(
+    results: list[Any], env: Environment, ranks: dict[str, int] | None = None
+) -> None:
     """One row per job: output, size, frames, windows reused, time per phase, peak memory; a job
-    whose output was already done says "skipped".
+    whose output was already done says "skipped". With `ranks` (output -> the rank that made
+    it, under torchrun) the output's rank follows its name.
     """
     from rich.table import Table
 
@@ -168,9 +238,10 @@ def print_summary(results: list[Any], env: Environment) -> None:
             table.add_row(r.job.input.name, str(r.job.output), size, "", "skipped", "", "")
             continue
         phases = " ".join(f"{k} {v:.1f}" for k, v in r.seconds.items())
+        rank = (ranks or {}).get(str(r.job.output))
         table.add_row(
             r.job.input.name,
-            str(r.job.output),
+            str(r.job.output) + (f" (rank {rank})" if rank is not None else ""),
             size,
             str(r.frames),
             f"{r.windows} ({r.reused_windows} reused)" if r.reused_windows else str(r.windows),

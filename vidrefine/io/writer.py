@@ -257,14 +257,18 @@ class VideoWriter:
             self._abort(exc)
 
 
-def job_tag(path: str | Path) -> str | None:
-    """The `JOB_TAG` of an existing media file, or None (no tag, or not a readable media file)."""
+def container_tags(path: str | Path) -> dict[str, str]:
+    """The container-level tags of a media file, keys in lower case ({} if it is unreadable)."""
     try:
         with av.open(str(path)) as container:
-            tags = {key.lower(): value for key, value in container.metadata.items()}
+            return {key.lower(): value for key, value in container.metadata.items()}
     except (av.FFmpegError, OSError, UnicodeDecodeError):
-        return None
-    return tags.get(JOB_TAG)
+        return {}
+
+
+def job_tag(path: str | Path) -> str | None:
+    """The `JOB_TAG` of an existing media file, or None (no tag, or not a readable media file)."""
+    return container_tags(path).get(JOB_TAG)
 
 
 def check_output_or_tagged(

@@ -80,22 +80,57 @@ class VideoDiT(nn.Module):
         Returns:
             (B, T, C_out, H, W) in the compute dtype (the weight dtype, or autocast's).
         """
+        emb, video, text, rotation = self.prepare(
+            x, timestep_index, context, num_frames=num_frames, ref_step=ref_step
+        )
+        patches = self.transform(video, text, emb, rotation)
+        return self.unpatchify(patches, (x.shape[1], x.shape[3], x.shape[4]))
+
+    def prepare(
+        self,
+        x: torch.Tensor,
+        timestep_index: torch.Tensor,
+        context: torch.Tensor,
+        **conditions: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the blocks start from, for `forward`'s arguments (`conditions`: its keywords).
+
+        Returns:
+            The adaLN conditioning (B, E), video tokens (B, N, D), text tokens (B, L, D) and
+            the RoPE table (L + N, head_dim/2, 2) of the whole sequence.
+        """
         b, t, _, h, w = x.shape
         p = self.config.patch_size
         if h % p or w % p:
             raise ValueError(f"latent size {h}x{w} is not divisible by the patch size {p}")
         dtype = self.patch_proj.weight.dtype
-        emb = self.embed_time(timestep_index, b, t, num_frames=num_frames, ref_step=ref_step)
+        emb = self.embed_time(timestep_index, b, t, **conditions)
         video = self.embed_video(x.to(dtype))
         text = self.text_proj(context.to(dtype))
         grid_thw = (t, h // p, w // p)
         rotation = rope_rotation(
             grid_thw, self.config.head_dim, text_len=text.shape[1], device=x.device
         )
+        return emb, video, text, rotation
+
+    def transform(
+        self, video: torch.Tensor, text: torch.Tensor, emb: torch.Tensor, rotation: torch.Tensor
+    ) -> torch.Tensor:
+        """The blocks and the output head: video tokens (B, N, D) -> patches (B, N, C*p*p).
+
+        `rotation` has a row per token of [text; video]. Everything but attention is token-wise,
+        so a caller may pass a slice of the video tokens with their rows of `rotation` (sequence
+        parallel, `runtime.sequence_parallel`) and gets that slice's patches.
+        """
         for block in self.blocks:
             video, text = block(video, text, emb, rotation)
         video = self.final_norm(video)  # rebound: the residual stream dies here
-        patches = self.head(video, emb)  # (B, N, C*p*p)
+        return self.head(video, emb)  # (B, N, C*p*p)
+
+    def unpatchify(self, patches: torch.Tensor, latent_thw: tuple[int, int, int]) -> torch.Tensor:
+        """Patches (B, N, C*p*p) -> latents (B, T, C, H, W) of `latent_thw` (T, H, W)."""
+        t, h, w = latent_thw
+        p = self.config.patch_size
         return rearrange(
             patches,
             "b (t h w) (c p q) -> b t c (h p) (w q)",

@@ -14,6 +14,7 @@ and `torch.compile` can fuse it whole.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -117,7 +118,11 @@ class JointAttention(nn.Module):
     """Full attention over [text; video] with per-head qk-LN and RoPE on video tokens only.
 
     It has no `forward`: `DiTBlock` calls `qkv`, `attend` and `out` in turn (see `attend`).
+    `kernel` attends q, k, v (B, heads, S, d) -> (B, heads, S, d); it is torch's SDPA, and the
+    one hook a runtime may swap (sequence parallel's all-to-all, `runtime.sequence_parallel`).
     """
+
+    kernel: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
     def __init__(self, cfg: DiTConfig) -> None:
         """Build fused qkv (rows [q; k; v]), shared-across-heads qk-LN and the output linear."""
@@ -127,6 +132,7 @@ class JointAttention(nn.Module):
         self.q_norm = FP32LayerNorm(cfg.head_dim, eps=QK_NORM_EPS)
         self.k_norm = FP32LayerNorm(cfg.head_dim, eps=QK_NORM_EPS)
         self.out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.kernel = F.scaled_dot_product_attention
 
     def attend(self, qkv: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
         """Heads attended, from the projected qkv (B, S, 3D) to (B, S, D) before `out`.
@@ -138,7 +144,7 @@ class JointAttention(nn.Module):
         q, k, v = rearrange(qkv, "b s (three n d) -> three b n s d", three=3, n=self.num_heads)
         q = qk_prologue(q, self.q_norm, rotation, v.dtype)
         k = qk_prologue(k, self.k_norm, rotation, v.dtype)
-        o = F.scaled_dot_product_attention(q, k, v)  # (B, n, S, d), scale 1/sqrt(d), no mask
+        o = self.kernel(q, k, v)  # (B, n, S, d), scale 1/sqrt(d), no mask
         del q, k, v
         return rearrange(o, "b n s d -> b s (n d)")
 

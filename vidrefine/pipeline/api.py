@@ -19,6 +19,7 @@ from vidrefine.config import RunConfig
 from vidrefine.errors import BadInput, VidrefineError
 from vidrefine.pipeline.batch import JobFailure, StageTwoSession, prepare_jobs
 from vidrefine.pipeline.devices import device_facts
+from vidrefine.pipeline.preview import Preview, preview_clip
 from vidrefine.pipeline.refine import JobResult, RefineJob
 from vidrefine.pipeline.steps import stage2_caption
 from vidrefine.plan.clip import ClipPlan, SourceFacts, plan_clip
@@ -68,6 +69,40 @@ class Refiner:
         paths = resolve(UPSCALE_WEIGHTS, weights_dir=folder, offline=offline)
         return cls(paths, config, device=device, progress=progress)
 
+    def configured(
+        self,
+        preset: str = "default",
+        *,
+        progress: Progress | None = None,
+        source: str = "Refiner.configured",
+        **settings: Any,
+    ) -> Refiner:
+        """A Refiner with other settings (defaults < preset < settings) on the same weights.
+
+        It shares this one's loaded models and encoded captions: only a plan that places the
+        models differently (another precision or streaming choice) loads them again. `source`
+        names where the settings came from in error messages.
+        """
+        from vidrefine.presets import load_config
+
+        config = load_config(preset, settings, source=source)
+        session = self.session
+        other = Refiner(session.paths, config, device=session.device, progress=progress)
+        other.session.states = session.states
+        other.session.models, other.session.placement = session.models, session.placement
+        return other
+
+    def preview(self, input: PathLike, at_s: float, *, caption: str, folder: PathLike) -> Preview:
+        """Refine the one window of `input` that starts at `at_s` (seconds); write the source
+        and refined frames as two short clips into `folder` (what the page shows side by side).
+        """
+        window_frames = self.plan_file(input).windowing.frames
+
+        def refine(frames: np.ndarray, info: Any) -> Iterator[np.ndarray]:
+            return self.stream(frames, caption=caption, fps=info.fps)
+
+        return preview_clip(refine, Path(input), window_frames, at_s, Path(folder))
+
     def upscale(
         self,
         input: PathLike,
@@ -76,10 +111,15 @@ class Refiner:
         caption: str,
         overwrite: bool = False,
         resume: bool = True,
+        parallel: str = "auto",
     ) -> JobResult:
-        """Refine one clip file into `output` (audio and timing kept); raises on failure."""
+        """Refine one clip file into `output` (audio and timing kept); raises on failure.
+
+        Under torchrun every rank calls this with the same clip; `parallel` ("auto" is
+        "windows" there) says how they share it (docs/distributed.md).
+        """
         job = (input, output, caption)
-        (result,) = self.upscale_many([job], overwrite=overwrite, resume=resume)
+        (result,) = self.upscale_many([job], overwrite=overwrite, resume=resume, parallel=parallel)
         if isinstance(result, JobFailure):
             raise result.cause or VidrefineError(result.error)
         return result
@@ -90,6 +130,7 @@ class Refiner:
         *,
         overwrite: bool = False,
         resume: bool = True,
+        parallel: str = "auto",
     ) -> list[JobResult | JobFailure]:
         """Refine many (input, output, caption) clips with the models loaded once.
 
@@ -98,10 +139,14 @@ class Refiner:
         work; one made with the same settings is returned as a skipped result. An input that
         cannot be read, or a clip that fails while refining, is returned as a JobFailure and
         the others go on.
+
+        Under torchrun every rank calls this with the same jobs and gets every outcome back:
+        `parallel` is one of "auto", "files", "windows", "guidance", "sequence" and
+        "guidance+sequence" (docs/distributed.md); in a single process it changes nothing.
         """
         refine_jobs = [RefineJob(Path(i), Path(o), c) for i, o, c in jobs]
         prepared = prepare_jobs(refine_jobs, overwrite=overwrite)
-        return self.session.refine(prepared, overwrite=overwrite, resume=resume)
+        return self.session.refine(prepared, overwrite=overwrite, resume=resume, parallel=parallel)
 
     def plan(self, frame_count: int, size_hw: tuple[int, int], fps: Fraction) -> ClipPlan:
         """The plan of frames in memory: `frame_count` frames of `size_hw` at `fps`."""
@@ -111,8 +156,9 @@ class Refiner:
     def plan_file(self, path: PathLike) -> ClipPlan:
         """The plan `upscale` runs for the file at `path` (what `vidrefine info --plan` shows)."""
         from vidrefine.io.probe import probe
+        from vidrefine.pipeline.shots import clip_source
 
-        source = SourceFacts.of_media(probe(path))
+        source = clip_source(probe(path), self.config)  # shots detected as `upscale` does
         return plan_clip(source, self.config, device_facts(self.session.device))
 
     def stream(

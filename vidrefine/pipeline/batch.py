@@ -5,7 +5,7 @@ encoded once, a failing clip reported while the others go on, a finished clip sk
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +30,18 @@ from vidrefine.pipeline.refine import (
     finished_output,
 )
 from vidrefine.pipeline.resume import files_identity
+from vidrefine.pipeline.scaleout import (
+    RankReport,
+    check_parallel,
+    lockstep_refiner,
+    refine_pending,
+)
+from vidrefine.pipeline.shots import check_captions, clip_source
 from vidrefine.pipeline.steps import stage2_caption
-from vidrefine.plan.clip import ClipPlan, ModelPlacement, SourceFacts, plan_batch
+from vidrefine.plan.clip import ClipPlan, ModelPlacement, plan_batch
+from vidrefine.plan.ranks import RankLayout, layout_for
 from vidrefine.progress import NullProgress, Progress
-from vidrefine.runtime.device import pick_device
+from vidrefine.runtime.distributed import barrier, init_distributed, rank_device, rank_info
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,9 @@ def probe_jobs(jobs: Sequence[RefineJob]) -> list[ClipJob | JobFailure]:
     out: list[ClipJob | JobFailure] = []
     for job in jobs:
         try:
-            out.append(ClipJob(job, probe(job.input)))
+            info = probe(job.input)
+            check_captions(job, info)  # a captions file for another clip fails here
+            out.append(ClipJob(job, info))
         except VidrefineError as exc:
             out.append(JobFailure(job, str(exc), exc))
     return out
@@ -76,11 +86,18 @@ def prepare_jobs(jobs: Sequence[RefineJob], *, overwrite: bool) -> list[ClipJob 
 
 
 def plan_jobs(
-    clips: Sequence[ClipJob], config: RunConfig, device: torch.device
+    clips: Sequence[ClipJob],
+    config: RunConfig,
+    device: torch.device,
+    layout: RankLayout | None = None,
 ) -> tuple[ClipPlan, ...]:
-    """One plan per clip, all with the model placement the largest needs (DoesNotFit stops)."""
-    sources = [SourceFacts.of_media(clip.info) for clip in clips]
-    return plan_batch(sources, config, device_facts(device))
+    """One plan per clip, all with the model placement the largest needs (DoesNotFit stops).
+
+    Shots are detected here, once per clip, when the config asks for them. `layout`: the ranks
+    sharing each clip (windows per rank, memory per rank; `plan.ranks`).
+    """
+    sources = [clip_source(clip.info, config) for clip in clips]
+    return plan_batch(sources, config, device_facts(device), layout)
 
 
 class StageTwoSession:
@@ -101,11 +118,12 @@ class StageTwoSession:
         progress: Progress | None = None,
     ) -> None:
         self.paths, self.config = paths, config
-        self.device = device or pick_device()
+        self.device = device or rank_device()
         self.progress = progress or NullProgress()
         self.states: dict[str, torch.Tensor] = {}
         self.models: StageTwoModels | None = None
         self.placement: ModelPlacement | None = None
+        self.rank_reports: list[RankReport] = []  # what each rank did in the last `refine`
 
     @functools.cached_property
     def identity(self) -> dict:
@@ -144,17 +162,22 @@ class StageTwoSession:
         *,
         overwrite: bool = False,
         resume: bool = True,
+        parallel: str = "auto",
     ) -> list[JobResult | JobFailure]:
         """Refine every prepared job; one that fails is reported and the others go on.
 
         Before any model is loaded, each existing output is compared with its job's resume key:
         one made by the same job is skipped (a rerun of a finished or interrupted batch goes on
         where it stopped); one made otherwise raises OutputExists, unless `overwrite`.
+
+        Under torchrun every rank runs this with the same jobs, and the clips are spread as
+        `parallel` says (`vidrefine.pipeline.scaleout`); every rank returns the whole batch.
         """
         clips = [job for job in jobs if isinstance(job, ClipJob)]
         if not clips:
             return list(jobs)  # type: ignore[arg-type]
-        plans = plan_jobs(clips, self.config, self.device)  # DoesNotFit stops before loading
+        layout = layout_for(check_parallel(parallel), rank_info().world_size, len(clips))
+        plans = plan_jobs(clips, self.config, self.device, layout)  # DoesNotFit: before loading
         outcomes: dict[int, JobResult | JobFailure] = {}
         todo: list[tuple[ClipJob, ClipPlan, str]] = []
         for clip, plan in zip(clips, plans, strict=True):
@@ -164,14 +187,48 @@ class StageTwoSession:
                 outcomes[id(clip)] = done
             else:
                 todo.append((clip, plan, key))
+        init_distributed(self.device.type)
+        barrier()  # every rank has looked at the outputs before any rank writes one
+        self.rank_reports = []
         if todo:
-            captions = [stage2_caption(self.config, clip.job.caption) for clip, _, _ in todo]
+            captions = [
+                stage2_caption(self.config, caption)
+                for clip, plan, _ in todo
+                for caption in clip.job.shot_captions(plan)
+            ]
             refiner = self.refiner(plans[0].models, captions)
-            for clip, plan, key in todo:
-                outcomes[id(clip)] = _refine_one(
-                    refiner, clip, plan, key, overwrite, resume, self.progress
-                )
+            done = self._refine_pending(refiner, todo, overwrite, resume, parallel)
+            outcomes |= {
+                id(clip): outcome for (clip, _, _), outcome in zip(todo, done, strict=True)
+            }
         return [outcomes.get(id(job), job) for job in jobs]  # type: ignore[misc]
+
+    def _refine_pending(
+        self,
+        refiner: ClipRefiner,
+        todo: list[tuple[ClipJob, ClipPlan, str]],
+        overwrite: bool,
+        resume: bool,
+        parallel: str,
+    ) -> list[JobResult | JobFailure]:
+        """The outcome of every pending clip, refined alone by one rank or by all together."""
+        lockstep = lockstep_refiner(refiner, overwrite=overwrite, resume=resume)
+
+        def alone(clip: ClipJob, plan: ClipPlan, key: str) -> JobResult | JobFailure:
+            self.progress.info(f"{clip.job.input.name}: {plan.line()}")
+            return _guarded(
+                clip,
+                self.progress,
+                lambda: refiner.refine_file(
+                    clip.job, plan, clip.info, overwrite=overwrite, resume=resume, key=key
+                ),
+            )
+
+        def together(clip: ClipJob, plan: ClipPlan, key: str, mode: str) -> JobResult | JobFailure:
+            return _guarded(clip, self.progress, lambda: lockstep(clip, plan, key, mode))
+
+        done, self.rank_reports = refine_pending(todo, alone, parallel=parallel, lockstep=together)
+        return done
 
 
 def refine_files(
@@ -183,32 +240,26 @@ def refine_files(
     resume: bool = True,
     progress: Progress | None = None,
     device: torch.device | None = None,
+    parallel: str = "auto",
 ) -> list[JobResult | JobFailure]:
     """Refine every job with models loaded once; a job that fails is reported, the others go on.
 
     Plain `RefineJob`s are checked and probed here; `ClipJob`s (and failures) come from a
-    caller that did it already (the CLI does, before it looks for weights).
+    caller that did it already (the CLI does, before it looks for weights). Under torchrun the
+    clips are spread over the ranks as `parallel` says (`StageTwoSession.refine`).
     """
     if all(isinstance(job, RefineJob) for job in jobs):
         jobs = prepare_jobs(jobs, overwrite=overwrite)  # type: ignore[arg-type]
     session = StageTwoSession(paths, config, device=device, progress=progress)
-    return session.refine(jobs, overwrite=overwrite, resume=resume)  # type: ignore[arg-type]
+    return session.refine(jobs, overwrite=overwrite, resume=resume, parallel=parallel)  # type: ignore[arg-type]
 
 
-def _refine_one(
-    refiner: ClipRefiner,
-    clip: ClipJob,
-    plan: ClipPlan,
-    key: str,
-    overwrite: bool,
-    resume: bool,
-    progress: Progress,
+def _guarded(
+    clip: ClipJob, progress: Progress, run: Callable[[], JobResult]
 ) -> JobResult | JobFailure:
-    progress.info(f"{clip.job.input.name}: {plan.line()}")
+    """`run()`, with a failure reported as a JobFailure and Ctrl-C as Interrupted."""
     try:
-        return refiner.refine_file(
-            clip.job, plan, clip.info, overwrite=overwrite, resume=resume, key=key
-        )
+        return run()
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted during {clip.job.input.name}; finished windows are kept, "

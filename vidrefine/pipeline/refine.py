@@ -10,21 +10,22 @@ with the job's resume key so that rerunning a finished job skips it (`finished_o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vidrefine.config import RunConfig
-from vidrefine.errors import OutputExists, is_disk_full
+from vidrefine.errors import is_disk_full
 from vidrefine.io.atomic import output_disk_full, temp_bytes
 from vidrefine.io.probe import MediaInfo
 from vidrefine.io.reader import read_chunks
-from vidrefine.io.writer import JOB_TAG, VideoWriter, job_tag
+from vidrefine.io.writer import JOB_TAG, VideoWriter
+from vidrefine.pipeline.jobs import JobResult, RefineJob, file_job_key, finished_output
 from vidrefine.pipeline.loading import StageTwoModels
-from vidrefine.pipeline.resume import JobStore, file_identity, resume_key
+from vidrefine.pipeline.resume import JobStore, resume_key
 from vidrefine.pipeline.steps import (
     crossfade,
     decode_to_frames,
@@ -37,49 +38,17 @@ from vidrefine.pipeline.steps import (
 from vidrefine.plan.clip import ClipPlan
 from vidrefine.plan.windows import FRAMES_PER_LATENT, WindowFrames, slice_windows
 from vidrefine.progress import NullProgress, Progress
-from vidrefine.runtime.device import peak_memory_bytes, torch_dtype
+from vidrefine.quality.colorfix import apply_color_fix
+from vidrefine.quality.marks import plan_tags
+from vidrefine.runtime.device import peak_memory_bytes
 from vidrefine.runtime.prefetch import BackgroundWriter, prefetch
 from vidrefine.sampling.samplers import sample_euler
 from vidrefine.sampling.timesteps import shifted_grid
 
+__all__ = ["ClipRefiner", "JobResult", "RefineJob", "file_job_key", "finished_output"]
+
 READ_CHUNK_FRAMES = 16
 Chunks = Iterable[tuple[np.ndarray, np.ndarray]]  # (frames (T, H, W, 3), pts (T,)) pieces
-
-
-@dataclass(frozen=True)
-class RefineJob:
-    """One clip to refine: where from, where to, and its caption."""
-
-    input: Path
-    output: Path
-    caption: str
-
-
-@dataclass
-class JobResult:
-    """What happened to one job (for the summary table).
-
-    `skipped`: the output was already there, made by the same job (a rerun of a finished
-    command); nothing was refined or written, and `frames` is 0.
-    """
-
-    job: RefineJob
-    plan: ClipPlan
-    frames: int = 0
-    reused_windows: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
-    peak_memory_bytes: int = 0
-    skipped: bool = False
-
-    @property
-    def windows(self) -> int:
-        """Windows planned for the clip."""
-        return len(self.plan.windows)
-
-    @property
-    def output_hw(self) -> tuple[int, int]:
-        """Size of the written frames."""
-        return self.plan.geometry.output_hw
 
 
 @dataclass
@@ -88,38 +57,6 @@ class _Carry:
 
     trajectory: torch.Tensor | None = None  # (steps + 1, B, O, C, h, w) latent states
     tail: np.ndarray | None = None  # (overlap_frames, H, W, 3) uint8
-
-
-def file_job_key(config: RunConfig, job: RefineJob, plan: ClipPlan, weights_identity: dict) -> str:
-    """The resume key of a file job, with the precisions its plan places the models in.
-
-    Equal to `ClipRefiner.job_key` of the same job on models loaded as `plan.models` says, but
-    known before any model is loaded.
-    """
-    identity = {"input": file_identity(job.input), "caption": job.caption}
-    dtypes = (torch_dtype(plan.models.dtype), torch_dtype(plan.models.vae_dtype))
-    return resume_key(config, identity, plan, weights_identity, dtypes)
-
-
-def finished_output(
-    job: RefineJob, plan: ClipPlan, key: str, *, overwrite: bool, progress: Progress
-) -> JobResult | None:
-    """A skipped result when `job.output` was made by this very job (its tag is `key`).
-
-    None when there is nothing to skip: no output yet, or `overwrite`. An existing output made
-    by another job (other settings, input, caption or weights) or not by vidrefine at all raises
-    OutputExists.
-    """
-    if overwrite or not job.output.exists():
-        return None
-    tag = job_tag(job.output)
-    if tag == key:
-        progress.info(f"{job.output.name}: already done with these settings, skipped")
-        return JobResult(job, plan, skipped=True)
-    made = "made with other settings (or input, caption or weights)" if tag else "already exists"
-    raise OutputExists(
-        f"{job.output}: {made}; pass --overwrite (overwrite=True in Python) to replace it"
-    )
 
 
 class ClipRefiner:
@@ -156,7 +93,7 @@ class ClipRefiner:
         job's resume key when the caller has it already.
         """
         if key is None:
-            key = self.job_key({"input": file_identity(job.input), "caption": job.caption}, plan)
+            key = self.job_key(job.identity(plan), plan)
         done = finished_output(job, plan, key, overwrite=overwrite, progress=self.progress)
         if done is not None:
             return done
@@ -186,15 +123,38 @@ class ClipRefiner:
         if not resume:
             store.clear()
         result = JobResult(job, plan)
+        if self.config.background_io:  # decode ahead (the writer encodes behind)
+            chunks = prefetch(chunks, depth=1)
+        pieces = self.stream(chunks, plan, job.shot_captions(plan), store=store, result=result)
+        self.write_pieces(
+            pieces, job, plan, result, key=key, audio_from=audio_from, overwrite=overwrite
+        )
+        store.clear()
+        result.peak_memory_bytes = peak_memory_bytes(self.models.device)
+        return result
+
+    def write_pieces(
+        self,
+        pieces: Iterable[tuple[np.ndarray, np.ndarray]],
+        job: RefineJob,
+        plan: ClipPlan,
+        result: JobResult,
+        *,
+        key: str,
+        audio_from: Path | None,
+        overwrite: bool,
+    ) -> None:
+        """Write refined (frames, pts) `pieces` into `job.output`, tagged `key`, atomically.
+
+        A full disk raises DiskFull with the size written so far; nothing is left behind.
+        """
         writer = self._writer(job.output, plan, audio_from, overwrite, key)
-        if self.config.background_io:  # decode ahead, encode behind
-            chunks, writer = prefetch(chunks, depth=1), BackgroundWriter(writer)
+        if self.config.background_io:  # encode behind
+            writer = BackgroundWriter(writer)
         written = 0  # bytes of the temporary output so far, for a full disk's message
         try:
             with writer:
-                for frames, pts in self.stream(
-                    chunks, plan, job.caption, store=store, result=result
-                ):
+                for frames, pts in pieces:
                     with _timed(result, "write"):
                         writer.write(frames, pts)
                     written = max(written, temp_bytes(job.output))
@@ -202,28 +162,33 @@ class ClipRefiner:
             if not is_disk_full(exc):
                 raise
             raise output_disk_full(job.output, written, exc) from exc
-        store.clear()
-        result.peak_memory_bytes = peak_memory_bytes(self.models.device)
-        return result
 
     def stream(
         self,
         chunks: Chunks,
         plan: ClipPlan,
-        caption: str,
+        caption: str | Sequence[str],
         *,
         store: JobStore | None = None,
         result: JobResult | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield the refined clip as (uint8 frames (T, H, W, 3), pts) pieces, in order."""
-        result = result or JobResult(RefineJob(Path(), Path(), caption), plan)
-        context = self.embeddings(stage2_caption(self.config, caption))
+        """Yield the refined clip as (uint8 frames (T, H, W, 3), pts) pieces, in order.
+
+        `caption`: one for the whole clip, or one per shot of `plan` (window segment). Windows
+        fuse and cross-fade only within a shot: the carry starts afresh at each shot.
+        """
+        captions = [caption] if isinstance(caption, str) else list(caption)
+        result = result or JobResult(RefineJob(Path(), Path(), captions[0]), plan)
         carry = _Carry()
         total, seen = len(plan.windows), 0
         with self.progress.task("windows", total=total, unit="window") as bar:
-            for window in slice_windows(chunks, plan.windowing):
+            for window in slice_windows(chunks, plan.windowing, plan.windows):
+                text = captions[min(window.segment, len(captions) - 1)]
+                context = self.embeddings(stage2_caption(self.config, text))
                 frames = self._window(window, plan, context, store, carry, result)
                 yield self._emit(window, frames, plan, carry, result)
+                if window.is_last:  # the shot ends: the next one fuses with nothing before it
+                    carry = _Carry()
                 seen += 1
                 bar.advance()
         if seen != total:
@@ -245,8 +210,13 @@ class ClipRefiner:
         store: JobStore | None,
         carry: _Carry,
         result: JobResult,
+        share: Callable[[int, torch.Tensor], None] | None = None,
     ) -> np.ndarray:
-        """Latents for `window` (reused or sampled), decoded to uint8 output frames."""
+        """Latents for `window` (reused or sampled), decoded to uint8 output frames.
+
+        `carry.trajectory` is what the overlap fuses with (indexed by state); `share` receives
+        each overlap state this window hands on as it is made (`pipeline.lockstep`).
+        """
         saved = store.load_window(window.index) if store is not None else None
         if saved is not None:
             latents, trajectory = saved["latents"], saved["trajectory"]
@@ -256,13 +226,17 @@ class ClipRefiner:
             with _timed(result, "encode"):
                 start = self._start_state(window, plan)
             with _timed(result, "sample"):
-                latents, trajectory = self._sample(start, context, plan, carry.trajectory)
+                latents, trajectory = self._sample(start, context, plan, carry.trajectory, share)
             if store is not None:
                 store.save_window(window.index, {"latents": latents, "trajectory": trajectory})
         carry.trajectory = trajectory.to(self.models.device)
         with _timed(result, "decode"):
             latents = latents.to(self.models.device)
-            return decode_to_frames(self.models, latents, plan.geometry, plan.vae)
+            frames = decode_to_frames(self.models, latents, plan.geometry, plan.vae)
+        if self.config.color_fix == "none":
+            return frames
+        with _timed(result, "color_fix"):  # the window's input is the colour reference
+            return apply_color_fix(self.config.color_fix, frames, window.frames)
 
     def _start_state(self, window: WindowFrames, plan: ClipPlan) -> torch.Tensor:
         video = frames_to_model_input(window.frames, plan.geometry, self.models.device)
@@ -276,9 +250,17 @@ class ClipRefiner:
         )
 
     def _sample(
-        self, x: torch.Tensor, context: torch.Tensor, plan: ClipPlan, previous: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        plan: ClipPlan,
+        previous: Sequence[torch.Tensor] | None,
+        share: Callable[[int, torch.Tensor], None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Integrate the flow from the degraded latent, fusing the overlap with the last window."""
+        """Integrate the flow from the degraded latent, fusing the overlap with the last window.
+
+        `previous[i]` is the last window's overlap at state i; `share(i, tail)` gets this one's.
+        """
         cfg, overlap = self.config, plan.windowing.overlap_latent
         t_grid = shifted_grid(cfg.steps, cfg.shift, rounding=cfg.timestep_rounding)
         velocity = guided_velocity(
@@ -287,14 +269,19 @@ class ClipRefiner:
         fuse = overlap_fuser(plan.windowing, previous)
         states: list[torch.Tensor] = []
 
+        def keep(state: torch.Tensor) -> None:
+            states.append(state[:, -overlap:].detach().cpu())
+            if share is not None:
+                share(len(states) - 1, states[-1])
+
         def on_step(index: int, t_next: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
             state = fuse(index + 1, state)
-            states.append(state[:, -overlap:].detach().cpu())
+            keep(state)
             bar.advance()
             return state
 
         x = fuse(0, x)
-        states.append(x[:, -overlap:].detach().cpu())
+        keep(x)
         with torch.no_grad(), self.progress.task("steps", total=cfg.steps, unit="step") as bar:
             x = sample_euler(velocity, x, t_grid.to(x.device), callback=on_step)
         return x.detach().cpu(), torch.stack(states)
@@ -331,7 +318,7 @@ class ClipRefiner:
             audio_from=audio_from if timing.copy_audio else None,
             overwrite=overwrite,
             on_warning=self.progress.warn,
-            metadata={JOB_TAG: key},
+            metadata={JOB_TAG: key, **plan_tags(plan)},  # marks for `vidrefine compare`
         )
 
 

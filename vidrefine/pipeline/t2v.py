@@ -4,14 +4,18 @@ Order of work, so that no two large models share the device: T5 encodes every pr
 freed; the generator makes every preview, keeping each clip's unquantised float frames in a
 scratch file, and is freed; then stage II refines each clip from those float frames (pitfall 18),
 never from the compressed preview.
+
+Under torchrun the (prompt, seed) clips are handed out dynamically: each rank generates the
+clips it draws, then refines those same clips; rank 0 writes the one manifest at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,15 @@ from vidrefine.pipeline.t2v_manifest import manifest_path, record_clip
 from vidrefine.plan.clip import ClipPlan, SourceFacts, plan_clip
 from vidrefine.plugins import Generator, check_generator, create_generator, discover_generators
 from vidrefine.progress import NullProgress, Progress
-from vidrefine.runtime.device import pick_device
+from vidrefine.runtime.distributed import (
+    RankInfo,
+    barrier,
+    gather_to_main,
+    hand_out,
+    init_distributed,
+    local_main_first,
+    rank_device,
+)
 
 SCRATCH_DIR = ".t2v-frames"  # float frames between stage I and stage II, removed when done
 PREVIEW_CRF = 14  # the notebook's stage-I quality (spec §9.3); previews are small
@@ -93,6 +105,14 @@ class T2VRun:
     overwrite: bool
     progress: Progress
     device: torch.device
+    ranks: RankInfo = RankInfo()
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # manifest, by preview
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Keep a clip's manifest entry; a single process writes it to the manifest at once."""
+        self.entries[entry["preview"]] = entry
+        if not self.ranks.distributed:
+            record_clip(manifest_path(self.output_dir), entry)
 
 
 def generate_videos(
@@ -113,14 +133,15 @@ def generate_videos(
 
     `generator` is a registered plugin's name, or a `Generator` object (Python API: no
     registration needed). Returns the jobs; `t2v-manifest.json` in `output_dir` records each clip
-    as it is written.
+    as it is written (under torchrun: by rank 0 once every rank is done).
     """
     progress = progress or NullProgress()
-    device = device or pick_device()
+    device = device or rank_device()
+    ranks = init_distributed(device.type)
     plugin = _plugin(generator, progress)
     plan = plan_t2v(plugin, config, device)  # before any weight loads; DoesNotFit stops here
     progress.info(plan.line())
-    run = T2VRun(config, plan, output_dir, weights_dir, offline, overwrite, progress, device)
+    run = T2VRun(config, plan, output_dir, weights_dir, offline, overwrite, progress, device, ranks)
     jobs = plan_t2v_jobs(
         prompts,
         seeds,
@@ -130,17 +151,41 @@ def generate_videos(
         overwrite=overwrite,
     )
     plugin.configure(config)
-    paths = _resolve_weights(plugin, run, preview_only)
+    with local_main_first():  # one download per machine
+        paths = _resolve_weights(plugin, run, preview_only)
     states = _encode_prompts(jobs, paths, run)
     output_dir.mkdir(parents=True, exist_ok=True)
-    scratch = output_dir / SCRATCH_DIR
+    scratch = _scratch_folder(output_dir, ranks)
+    barrier()  # every rank has checked the outputs before any rank writes one
     try:
-        fps = _make_previews(plugin, jobs, states, run, scratch if not preview_only else None)
+        mine = (job for _, job in hand_out(jobs))
+        fps = _make_previews(plugin, mine, states, run, scratch if not preview_only else None)
         if not preview_only:
-            _refine_all(jobs, states, paths, run, scratch, fps)
+            _refine_all([j for j in jobs if j.stem in fps], states, paths, run, scratch, fps)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if ranks.distributed:
+        _write_manifest(run)
     return jobs
+
+
+def _scratch_folder(output_dir: Path, ranks: RankInfo) -> Path:
+    """Where a rank keeps its float frames: each rank its own folder under torchrun."""
+    scratch = output_dir / SCRATCH_DIR
+    return scratch / f"rank{ranks.rank}" if ranks.distributed else scratch
+
+
+def _write_manifest(run: T2VRun) -> None:
+    """Under torchrun: rank 0 records every rank's clips in the one manifest, once all are done."""
+    every = gather_to_main(run.entries)
+    if every is None:
+        return
+    with contextlib.suppress(OSError):  # the ranks have emptied their scratch folders by now
+        (run.output_dir / SCRATCH_DIR).rmdir()
+    path = manifest_path(run.output_dir)
+    for entries in every:
+        for entry in entries.values():
+            record_clip(path, entry)
 
 
 def plan_t2v(plugin: Generator, config: RunConfig, device: torch.device) -> ClipPlan:
@@ -188,19 +233,20 @@ def _encode_prompts(
 
 def _make_previews(
     plugin: Generator,
-    jobs: Sequence[T2VJob],
+    jobs: Iterable[T2VJob],
     states: dict[str, torch.Tensor],
     run: T2VRun,
     scratch: Path | None,
 ) -> dict[str, Fraction]:
     """Generate every clip; write its preview, sidecar caption and (for stage II) float frames.
 
-    Returns each clip's frame rate by stem.
+    `jobs` may be handed out while this runs (torchrun). Returns each clip's frame rate by stem.
     """
     rates: dict[str, Fraction] = {}
+    total = len(jobs) if isinstance(jobs, Sequence) else None
     plugin.load(run.weights_dir, device=run.device, placement=run.plan.models)
     try:
-        with run.progress.task("previews", total=len(jobs), unit="clip") as bar:
+        with run.progress.task("previews", total=total, unit="clip") as bar:
             for job in jobs:
                 clip = plugin.generate(states[job.prompt], job.seed, progress=run.progress)
                 write_frames(job.preview, clip.preview, clip.fps, overwrite=run.overwrite)
@@ -208,7 +254,7 @@ def _make_previews(
                 if scratch is not None:
                     scratch.mkdir(parents=True, exist_ok=True)
                     np.save(scratch / f"{job.stem}.npy", clip.frames.astype(np.float32))
-                record_clip(manifest_path(run.output_dir), _manifest_entry(job, plugin))
+                run.record(_manifest_entry(job, plugin))
                 rates[job.stem] = Fraction(clip.fps)
                 bar.advance()
     finally:
@@ -253,12 +299,10 @@ def _refine_all(
 ) -> None:
     """Stage II for every clip from its float frames; the models are loaded once."""
     from vidrefine.pipeline.resume import files_identity
-    from vidrefine.pipeline.t2v_manifest import clip_entry
 
     models = load_stage_two(paths, run.plan.models, run.device)
     identity = files_identity(paths)
     files = {name: str(path) for name, path in paths.items()}
-    manifest = manifest_path(run.output_dir)
     with run.progress.task("refine", total=len(jobs), unit="clip") as bar:
         for job in jobs:
             if job.output is None:
@@ -279,8 +323,8 @@ def _refine_all(
                 refiner, plan, frames, RefineJob(job.preview, job.output, job.prompt), run.overwrite
             )
             frames_file.unlink()
-            entry = dict(clip_entry(manifest, job.preview.name) or {})
+            entry = dict(run.entries[job.preview.name])
             entry["output"] = job.output.name
             entry["stage2"] = {"config": dataclasses.asdict(config), "model_files": files}
-            record_clip(manifest, entry)
+            run.record(entry)
             bar.advance()

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from vidrefine.config import DiTConfig, RunConfig
+from vidrefine.config import STAGE2_DIT, DiTConfig, RunConfig
 from vidrefine.plan.geometry import OutputGeometry, plan_geometry
 from vidrefine.plan.hardware import DeviceFacts
 from vidrefine.plan.memory import MemoryInputs, MemoryPlan, plan_memory
+from vidrefine.plan.ranks import RankLayout, assign_windows
+from vidrefine.plan.shots import Shot, plan_shots
 from vidrefine.plan.vae import VAEPlan
 from vidrefine.plan.windows import Window, WindowPlan
 
@@ -44,11 +46,13 @@ class SourceFacts:
     fps: Fraction
     time_base: Fraction
     audio_streams: int = 0
+    cuts: tuple[int, ...] = ()  # frames where a shot starts after a hard cut (io/shots.py)
 
     @classmethod
-    def of_media(cls, info: MediaInfo) -> SourceFacts:
-        """The facts of a probed file."""
-        return cls(info.display_hw, info.frame_count, info.fps, info.time_base, len(info.audio))
+    def of_media(cls, info: MediaInfo, cuts: tuple[int, ...] = ()) -> SourceFacts:
+        """The facts of a probed file, with the hard cuts found in it (if detection ran)."""
+        media = (info.display_hw, info.frame_count, info.fps, info.time_base, len(info.audio))
+        return cls(*media, cuts=cuts)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class ClipPlan:
     memory: MemoryPlan
     models: ModelPlacement
     timing: OutputTiming
+    layout: RankLayout = RankLayout()  # the ranks sharing the clip; `memory` is per rank
+    shots: tuple[Shot, ...] = ()  # one per window segment (plan/shots.py)
 
     @property
     def vae(self) -> VAEPlan:
@@ -83,7 +89,9 @@ class ClipPlan:
         """One log line: output size, windows and the memory plan."""
         h, w = self.geometry.output_hw
         windows = len(self.windows)
-        return f"plan: {w}x{h}, {windows} window{'s' * (windows != 1)}, {self.memory.line()}"
+        ranks = f", {self.layout.line()}" if self.layout.ranks > 1 else ""
+        line = f"plan: {w}x{h}, {windows} window{'s' * (windows != 1)}{ranks}"
+        return f"{line}, {self.memory.line()}"
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-safe data (`vidrefine info --plan --json`)."""
@@ -125,36 +133,54 @@ def plan_clip(
     *,
     offload: str | None = None,
     stage1: tuple[DiTConfig, int] | None = None,
+    layout: RankLayout | None = None,
+    captioner_gb: float = 0.0,
 ) -> ClipPlan:
     """Plan one clip. `offload` fixes the streaming choice (a batch loads its models once);
-    `stage1` adds a t2v generator's DiT to the memory plan. Raises DoesNotFit or BadInput.
+    `stage1` adds a t2v generator's DiT to the memory plan; `layout` plans for the ranks that
+    share the clip (windows per rank, memory per rank); `captioner_gb` adds the "captioner"
+    phase of `--caption auto`. Raises DoesNotFit or BadInput.
     """
+    layout = layout or RankLayout()
+    layout.check_heads(STAGE2_DIT.num_heads)
     geometry = plan_geometry(source.display_hw, config.size, aspect=config.aspect)
     windowing = WindowPlan(config.window_latent, config.window_overlap_latent)
     dtype, vae_dtype = device.precision(config.dtype), device.precision(config.vae_dtype)
-    inputs = MemoryInputs(geometry, config.window_latent, dtype, vae_dtype, device, stage1)
-    memory = plan_memory(config, inputs, offload=offload)
+    inputs = MemoryInputs(
+        geometry, config.window_latent, dtype, vae_dtype, device, stage1, captioner_gb=captioner_gb
+    )
+    ranks = {"guidance_ranks": layout.guidance_ranks, "sequence_ranks": layout.sequence_ranks}
+    memory = plan_memory(config, dataclasses.replace(inputs, **ranks), offload=offload)
+    shots = plan_shots(source.cuts if config.shots else (), source.frame_count, source.fps)
+    starts = [shot.start_frame for shot in shots]
     return ClipPlan(
         source=source,
         device=device,
         geometry=geometry,
         windowing=windowing,
-        windows=windowing.windows(source.frame_count),
+        windows=assign_windows(windowing.windows(source.frame_count, starts), layout),
         memory=memory,
         models=plan_placement(config, device, memory.offload),
         timing=plan_timing(source, config),
+        layout=layout,
+        shots=shots,
     )
 
 
 def plan_batch(
-    sources: Sequence[SourceFacts], config: RunConfig, device: DeviceFacts
+    sources: Sequence[SourceFacts],
+    config: RunConfig,
+    device: DeviceFacts,
+    layout: RankLayout | None = None,
 ) -> tuple[ClipPlan, ...]:
     """One plan per clip, all with the model placement the most demanding clip needs (the
-    models of a batch are loaded once).
+    models of a batch are loaded once); `layout`: the ranks sharing each clip.
     """
-    alone = [plan_clip(source, config, device) for source in sources]
+    alone = [plan_clip(source, config, device, layout=layout) for source in sources]
     if len({plan.models for plan in alone}) <= 1:
         return tuple(alone)
     neediest = max(alone, key=lambda plan: (plan.models.offload == "layer", plan.memory.tokens))
     offload = neediest.models.offload
-    return tuple(plan_clip(source, config, device, offload=offload) for source in sources)
+    return tuple(
+        plan_clip(source, config, device, offload=offload, layout=layout) for source in sources
+    )

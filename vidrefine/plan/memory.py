@@ -104,6 +104,9 @@ class MemoryInputs:
     vae_dtype: str
     device: DeviceFacts
     stage1: tuple[DiTConfig, int] | None = None  # t2v: the generator's DiT and tokens a sample
+    captioner_gb: float = 0.0  # upscale --caption auto: the captioner's model and working memory
+    guidance_ranks: int = 1  # ranks the two guidance branches are split over (plan.ranks)
+    sequence_ranks: int = 1  # ranks the video tokens of one pass are split over (Ulysses)
 
     @property
     def frames(self) -> int:
@@ -163,7 +166,7 @@ def plan_memory(
         (off, batched)
         for off, batched in PLAN_ORDER
         if (config.offload == "none" or off == "layer")
-        and (config.cfg_batched or not batched)
+        and (batched if inputs.guidance_ranks > 1 else config.cfg_batched or not batched)
         and offload in (None, off)
     ]
     smallest: MemoryPlan | None = None
@@ -200,6 +203,24 @@ def _dit_weights_gb(cfg: DiTConfig, offload: str, dtype_bytes: int) -> tuple[flo
     return everything, blocks, on_gpu
 
 
+def rank_activation_gb(tokens: int, batched: bool, inputs: MemoryInputs) -> tuple[float, float]:
+    """(activations, all-to-all buffers) in GiB of one rank's share of a stage-II DiT pass.
+
+    Guidance ranks hold one branch each; k sequence ranks hold ceil(S / k) tokens of each layer
+    and, in attention, all S tokens of n / k heads: both about 1 / k. Their all-to-all keeps a
+    sent and a received copy of the local q, k and v (6 D values a local token).
+    """
+    branches = max(1, (2 if batched else 1) // inputs.guidance_ranks)
+    k = inputs.sequence_ranks
+    share = -(-tokens // k)
+    autocast = DTYPE_BYTES[inputs.dtype] == 2
+    act = dit_activation_bytes(share, branches, STAGE2_DIT, autocast=autocast) / GB
+    if k == 1:
+        return act, 0.0
+    width = STAGE2_DIT.hidden_size * DTYPE_BYTES[inputs.dtype]
+    return act, 6 * share * branches * width / GB
+
+
 def _vae_plan(config: RunConfig, inputs: MemoryInputs, room_gb: float | None) -> VAEPlan:
     """The VAE's tiles and chunks for one window in `room_gb` (None: the host's share, CPU)."""
     if room_gb is None:
@@ -222,7 +243,7 @@ def _plan_one(
     dit_b, vae_b = DTYPE_BYTES[inputs.dtype], DTYPE_BYTES[inputs.vae_dtype]
     tokens = dit_tokens(inputs.window_latent, inputs.geometry.latent_hw)
     dit_all, blocks, dit_resident = _dit_weights_gb(STAGE2_DIT, offload, dit_b)
-    act = dit_activation_bytes(tokens, 2 if batched else 1, STAGE2_DIT, autocast=dit_b == 2) / GB
+    act, exchange = rank_activation_gb(tokens, batched, inputs)
     vae_w = VAE_PARAMS * vae_b / GB
     vae_room = None if budget is None else budget - RUNTIME_GB - dit_resident
     if vae_room is not None and vae_room <= vae_w:
@@ -233,11 +254,13 @@ def _plan_one(
     t5_resident = t5 if offload == "none" else t5 - streamed_t5
     phases = {
         "T5": t5_resident + T5_WORKING_GB + RUNTIME_GB,
-        "DiT": dit_resident + vae_w + act + RUNTIME_GB,
+        "DiT": dit_resident + vae_w + act + exchange + RUNTIME_GB,
         "VAE": dit_resident + vae.estimate_gb + RUNTIME_GB,
     }
     parts = {"T5 weights on GPU": t5_resident, "DiT weights on GPU": dit_resident}
     parts |= {"DiT activations": act}
+    if exchange:
+        parts |= {"sequence exchange buffers": exchange}
     parts |= {"VAE weights": vae_w, "VAE pass + accumulator": vae.estimate_gb - vae_w}
     parts |= {"runtime": RUNTIME_GB}
     loaded = dit_all
@@ -248,6 +271,9 @@ def _plan_one(
         phases["stage I"] = s1_resident + vae_w + s1_act + RUNTIME_GB
         parts |= {"stage-I weights on GPU": s1_resident, "stage-I activations": s1_act}
         loaded = max(dit_all, s1_all)
+    if inputs.captioner_gb:  # --caption auto: the captioner runs, and is released, before T5
+        phases["captioner"] = captioner_phase_gb(inputs.captioner_gb)
+        parts |= {"captioner": inputs.captioner_gb}
     running = (inputs.geometry.output_hw, inputs.frames, blocks if offload == "layer" else 0.0)
     return MemoryPlan(
         tokens=tokens,
@@ -259,6 +285,26 @@ def _plan_one(
         parts_gb=parts,
         host_gb=_host_gb(*running, loading=max(t5, loaded)),
     )
+
+
+def captioner_phase_gb(captioner_gb: float) -> float:
+    """GPU memory of the captioner's phase: its model and working memory, and the runtime."""
+    return captioner_gb + RUNTIME_GB
+
+
+def plan_captioner(captioner_gb: float, device: DeviceFacts, vram_gb: float | None) -> float:
+    """The captioner's phase in GiB; DoesNotFit when it exceeds the device's budget.
+
+    It runs alone (`vidrefine caption`, or before T5 and stage II load for `--caption auto`).
+    """
+    need = captioner_phase_gb(captioner_gb)
+    budget = device.budget_gb(vram_gb)
+    if budget is not None and need > budget:
+        raise DoesNotFit(
+            f"the captioner needs {need:.1f} GB of GPU memory, more than the {budget:.1f} GB "
+            "budget; caption on a larger GPU (or the CPU), or write the captions file by hand"
+        )
+    return need
 
 
 def _host_gb(

@@ -9,7 +9,7 @@ window stands for a single frame and is never fused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,13 +75,20 @@ class WindowPlan:
             return 1
         return 1 + -(-(num_frames - self.frames) // self.stride)
 
-    def windows(self, num_frames: int) -> tuple[Window, ...]:
-        """The windows covering `num_frames` frames, as `slice_windows` cuts them."""
-        windows = []
-        for index in range(self.count(num_frames)):
-            start = index * self.stride
-            stop = min(start + self.frames, num_frames)
-            windows.append(Window(index, start, stop, start // FRAMES_PER_LATENT))
+    def windows(self, num_frames: int, shot_starts: Sequence[int] = (0,)) -> tuple[Window, ...]:
+        """The windows covering `num_frames` frames, as `slice_windows` cuts them.
+
+        `shot_starts` are the first frames of the shots (`plan/shots.py`): each shot gets its
+        own windows, numbered by its `segment`, and no window spans a cut.
+        """
+        windows: list[Window] = []
+        ends = [*shot_starts[1:], num_frames]
+        for segment, (first, end) in enumerate(zip(shot_starts, ends, strict=True)):
+            for offset in range(self.count(end - first)):
+                start = first + offset * self.stride
+                stop = min(start + self.frames, end)
+                latent = start // FRAMES_PER_LATENT
+                windows.append(Window(len(windows), start, stop, latent, segment=segment))
         return tuple(windows)
 
     def latent_fusion_weights(self) -> np.ndarray:
@@ -102,7 +109,10 @@ class WindowPlan:
 
 @dataclass
 class WindowFrames:
-    """One window's pixel frames (padded to the window length) and the real frames' timestamps."""
+    """One window's pixel frames (padded to the window length) and the real frames' timestamps.
+
+    `is_last`: the last window of its segment (shot); nothing after it fuses with it.
+    """
 
     index: int
     start_frame: int
@@ -110,6 +120,7 @@ class WindowFrames:
     pts: np.ndarray  # (real,) int64
     real: int
     is_last: bool
+    segment: int = 0
 
 
 def _frames_of(chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, int]]:
@@ -118,30 +129,52 @@ def _frames_of(chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[tupl
             yield frame, int(stamp)
 
 
+def segment_starts(windows: Sequence[Window]) -> dict[int, int]:
+    """First frame of each segment of planned `windows` -> that segment's number."""
+    starts: dict[int, int] = {}
+    for window in windows:
+        if window.segment not in starts.values():
+            starts[window.start_frame] = window.segment
+    return starts or {0: 0}
+
+
 def slice_windows(
-    chunks: Iterable[tuple[np.ndarray, np.ndarray]], plan: WindowPlan
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], plan: WindowPlan, windows: Sequence[Window]
 ) -> Iterator[WindowFrames]:
-    """Stream `(frames, pts)` chunks into overlapping windows; memory is one window of frames."""
+    """Stream `(frames, pts)` chunks into the planned `windows`; memory is one window of frames.
+
+    Each segment (shot) is cut as `plan` cuts a clip: windows `plan.stride` apart, the last one
+    ending at the segment's end. Frames past the planned count (a probe that undercounted) extend
+    the last segment; a clip that ends early ends its windows there.
+    """
+    starts = segment_starts(windows)
     frames_iter = _frames_of(chunks)
     buffer: list[tuple[np.ndarray, int]] = []
-    start, index = 0, 0
+    start, index, segment = 0, 0, 0
     lookahead = next(frames_iter, None)
     while lookahead is not None:
         buffer.append(lookahead)
         lookahead = next(frames_iter, None)
-        if len(buffer) < plan.frames and lookahead is not None:
+        ends_segment = lookahead is None or start + len(buffer) in starts
+        if len(buffer) < plan.frames and not ends_segment:
             continue
-        is_last = lookahead is None
-        yield _make_window(buffer, plan, index, start, is_last)
-        if is_last:
-            return
-        buffer = buffer[plan.stride :]
-        start += plan.stride
+        yield _make_window(buffer, plan, index, start, ends_segment, segment)
         index += 1
+        if ends_segment:
+            start, buffer = start + len(buffer), []
+            segment = starts.get(start, segment)
+        else:
+            buffer = buffer[plan.stride :]
+            start += plan.stride
 
 
 def _make_window(
-    buffer: list[tuple[np.ndarray, int]], plan: WindowPlan, index: int, start: int, is_last: bool
+    buffer: list[tuple[np.ndarray, int]],
+    plan: WindowPlan,
+    index: int,
+    start: int,
+    is_last: bool,
+    segment: int,
 ) -> WindowFrames:
     real = len(buffer)
     stacked = np.stack([frame for frame, _ in buffer])
@@ -149,4 +182,4 @@ def _make_window(
         pad = np.repeat(stacked[-1:], plan.frames - real, axis=0)
         stacked = np.concatenate([stacked, pad])
     pts = np.array([stamp for _, stamp in buffer], dtype=np.int64)
-    return WindowFrames(index, start, stacked, pts, real, is_last)
+    return WindowFrames(index, start, stacked, pts, real, is_last, segment)

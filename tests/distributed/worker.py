@@ -1,0 +1,54 @@
+"""`python -m vidrefine` for one torchrun rank, watched by a Python audit hook.
+
+The hook sees the operating-system calls vidrefine makes (nothing of vidrefine is replaced):
+every `os.rename`/`os.replace`/`os.link` whose destination is a video file is appended to
+`$VIDREFINE_TEST_EVENTS/rank<RANK>.log`. When `$VIDREFINE_TEST_DIE_RANK` is this rank (or
+"first": the first rank to get there), the process writes its rank to `died` in that folder
+and kills itself with SIGKILL at its first such call (in torchrun's first attempt only, so
+that a restarted group goes on): a rank dying the hard way with one clip's windows in the
+resume store and its output not yet in place.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+VIDEO = (".mp4", ".mkv", ".mov")
+RANK = os.environ.get("RANK", "0")
+
+
+def _on_event(event: str, args: tuple) -> None:
+    if event not in ("os.rename", "os.link") or len(args) < 2:
+        return
+    target = os.fsdecode(args[1]) if isinstance(args[1], str | bytes) else ""
+    if not target.endswith(VIDEO) or os.path.basename(target).startswith("."):
+        return
+    folder = Path(os.environ["VIDREFINE_TEST_EVENTS"])
+    if _chosen_to_die(folder):
+        os.kill(os.getpid(), signal.SIGKILL)
+    with (folder / f"rank{RANK}.log").open("a") as log:
+        log.write(str(Path(target).resolve()) + "\n")
+
+
+def _chosen_to_die(folder: Path) -> bool:
+    """Whether this rank dies now; the one that does records its rank in `folder/died`."""
+    wanted = os.environ.get("VIDREFINE_TEST_DIE_RANK")
+    if wanted not in (RANK, "first") or os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":
+        return False
+    try:
+        fd = os.open(folder / "died", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        return False  # another rank was first
+    os.write(fd, RANK.encode())
+    os.close(fd)
+    return True
+
+
+if __name__ == "__main__":
+    sys.addaudithook(_on_event)
+    from vidrefine.cli import main
+
+    main(sys.argv[1:])

@@ -1,0 +1,151 @@
+"""The page in a real browser (headless Chromium): upload, preview, refine, download; cancel and
+resume. Each step leaves a screenshot in the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from vidrefine.io.probe import probe
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "examples" / "sample.mp4"
+CAPTION = "A bright yellow ball bounces from side to side across a softly glowing background"
+WAIT_S = 90  # a whole tiny refine on a busy 2-core machine
+
+pytestmark = pytest.mark.slow
+
+
+def by_css(driver, css: str):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css)
+
+
+def wait_for(driver, predicate, timeout: float = WAIT_S, what: str = ""):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: predicate())
+    except TimeoutException:
+        status = by_css(driver, "#job-status").text
+        pytest.fail(f"timed out waiting for {what}; job status: {status!r}")
+
+
+def text_of(driver, element_id: str) -> str:
+    return by_css(driver, f"#{element_id}").text
+
+
+def type_into(driver, css: str, value: str) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    field = by_css(driver, css)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(value, Keys.TAB)
+
+
+def open_page(driver, url: str) -> None:
+    driver.get(url)
+    wait_for(driver, lambda: driver.find_elements("css selector", "#clip-upload input"), 30, "page")
+
+
+def upload_sample(driver, shots: Path) -> None:
+    by_css(driver, "#clip-upload input[type=file]").send_keys(str(SAMPLE))
+    wait_for(driver, lambda: "320x240" in text_of(driver, "clip-facts"), 30, "the clip's facts")
+    type_into(driver, "#caption textarea", CAPTION)
+    driver.save_screenshot(str(shots / "1-uploaded.png"))
+
+
+def job_id(driver) -> str:
+    field = by_css(driver, "#job-id textarea")
+    wait_for(driver, lambda: field.get_attribute("value"), 30, "the job id")
+    return field.get_attribute("value")
+
+
+def status_has(driver, words: str) -> bool:
+    return words in text_of(driver, "job-status")
+
+
+def windows_done(driver) -> int:
+    """Finished windows of the running job, from its line ('window 3/9' while on the third)."""
+    found = re.search(r"running .*window (\d+)/9", text_of(driver, "job-status"))
+    return int(found.group(1)) - 1 if found else 0
+
+
+def downloaded(folder: Path, before: set[Path]) -> Path | None:
+    done = [p for p in folder.glob("*.mp4") if p not in before]
+    return done[0] if done and not list(folder.glob("*.crdownload")) else None
+
+
+def saved_job(server, job: str) -> dict:
+    jobs = json.loads((server.work / "jobs.json").read_text())
+    return next(j for j in jobs if j["id"] == job)
+
+
+def test_page_previews_refines_and_downloads_a_clip_when_driven_in_a_browser(
+    server, browser, downloads, tmp_path
+):
+    open_page(browser, server.url)
+    upload_sample(browser, tmp_path)
+
+    type_into(browser, "#preview-at input[type=number]", "1")
+    by_css(browser, "#preview-button").click()
+    wait_for(
+        browser,
+        lambda: browser.find_elements("css selector", "#preview-refined video[src]"),
+        what="the preview",
+    )
+    assert browser.find_elements("css selector", "#preview-source video[src]")
+    browser.save_screenshot(str(tmp_path / "2-preview.png"))
+
+    by_css(browser, "#refine-button").click()
+    job = job_id(browser)
+    wait_for(browser, lambda: status_has(browser, "done"), what="the refine")
+    wait_for(browser, lambda: browser.find_elements("css selector", "#result-file a"), 30, "link")
+    browser.save_screenshot(str(tmp_path / "3-refined.png"))
+
+    before = set(downloads.glob("*.mp4"))
+    by_css(browser, "#result-file a").click()
+    path = wait_for(browser, lambda: downloaded(downloads, before), 30, "the download")
+    out, src = probe(path), probe(SAMPLE)
+    assert out.frame_count == src.frame_count == 75
+    assert out.display_hw == (64, 86)  # short side 64, 4:3 kept (even width)
+    assert len(out.audio) == 1 and abs(out.audio[0].duration_s - src.audio[0].duration_s) < 0.05
+
+    browser.refresh()  # the job list lives in the server: a reload still shows the job
+    open_page(browser, server.url)
+    browser.find_element("xpath", "//button[@role='tab'][contains(., 'Jobs')]").click()
+    wait_for(browser, lambda: job in text_of(browser, "jobs"), 10, "the job list")
+    assert "done" in text_of(browser, "jobs")
+    browser.save_screenshot(str(tmp_path / "4-jobs-after-reload.png"))
+
+
+def test_cancelled_job_keeps_its_windows_and_resumes_from_them_when_driven_in_a_browser(
+    server, browser, tmp_path
+):
+    open_page(browser, server.url)
+    upload_sample(browser, tmp_path)
+    type_into(browser, "#seed input", "1")  # a job no earlier test has kept windows of
+
+    by_css(browser, "#refine-button").click()
+    job = job_id(browser)
+    wait_for(browser, lambda: windows_done(browser) >= 2, what="two finished windows")
+    by_css(browser, "#cancel-button").click()
+    wait_for(browser, lambda: status_has(browser, "cancelled"), what="the cancel")
+    browser.save_screenshot(str(tmp_path / "5-cancelled.png"))
+    kept = saved_job(server, job)["windows_done"]
+    assert 2 <= kept < 9
+    assert not Path(saved_job(server, job)["output"]).exists()
+
+    by_css(browser, "#resume-button").click()
+    wait_for(browser, lambda: status_has(browser, "done"), what="the resumed refine")
+    browser.save_screenshot(str(tmp_path / "6-resumed.png"))
+    record = saved_job(server, job)
+    assert record["reused_windows"] >= kept
+    assert f"{record['reused_windows']} windows reused" in text_of(browser, "job-status")
+    assert probe(record["output"]).frame_count == 75

@@ -1,0 +1,246 @@
+"""Captions files: one caption per stretch of a clip, stored as SRT beside the clip.
+
+The format is plain SubRip (SRT), which every subtitle editor opens and anyone can edit by
+hand: numbered cues, each a time range `HH:MM:SS,mmm --> HH:MM:SS,mmm` and its text. For
+vidrefine a cue's text is one caption paragraph; line breaks inside a cue are joined with
+spaces. The sidecar of `clip.mp4` is `clip.captions.srt` (not `clip.srt`, which may hold real
+subtitles). Standard library only, so the CLI and every layer can read one cheaply.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidrefine.errors import BadInput
+
+SIDECAR_SUFFIX = ".captions.srt"
+_TIME = r"(\d+):(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
+_TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s.*)?$")
+DEFAULT_FRAME_S = 1 / 8  # the slack when a clip's frame rate is unknown (stage II runs at 8 fps)
+
+
+@dataclass(frozen=True)
+class CaptionCue:
+    """One caption and the stretch of the clip, in seconds, it describes (end exclusive)."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+    def covered(self, start_s: float, end_s: float) -> float:
+        """Seconds of [start_s, end_s) that this cue covers."""
+        return max(0.0, min(self.end_s, end_s) - max(self.start_s, start_s))
+
+
+@dataclass(frozen=True)
+class Captions:
+    """The cues of one captions file and where they came from (named in messages)."""
+
+    source: str
+    cues: tuple[CaptionCue, ...]
+
+    @property
+    def default(self) -> str:
+        """The first non-empty caption: what a stretch no cue covers falls back to."""
+        return next((cue.text for cue in self.cues if cue.text.strip()), "")
+
+
+def sidecar_captions(clip: Path) -> Path:
+    """The captions file read for `clip` when none is named: `clip.mp4` -> `clip.captions.srt`."""
+    clip = Path(clip)
+    return clip.with_name(clip.stem + SIDECAR_SUFFIX)
+
+
+def captions_for_clip(clip: Path, given: Path | None) -> Captions | None:
+    """The captions file of `clip`, read: `given` (a file, or a folder holding
+    `<stem>.captions.srt`), else the sidecar `clip.captions.srt`; None when there is none.
+
+    Raises:
+        BadInput: the named file is missing, unreadable or malformed.
+    """
+    clip = Path(clip)
+    if given is not None and not given.is_dir():
+        return load_captions(given)
+    candidates = [sidecar_captions(clip)]
+    if given is not None:
+        candidates.insert(0, given / sidecar_captions(clip).name)
+    found = next((path for path in candidates if path.is_file()), None)
+    return None if found is None else load_captions(found)
+
+
+def _seconds(hours: str, minutes: str, seconds: str, millis: str) -> float:
+    """Seconds from the four fields of an SRT time (milliseconds padded: `,5` is 500 ms)."""
+    return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + int(millis.ljust(3, "0")) / 1000
+
+
+def _timestamp(seconds: float) -> str:
+    """`HH:MM:SS,mmm` for a time in seconds, rounded to the millisecond."""
+    millis = max(0, round(seconds * 1000))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d},{rest % 1000:03d}"
+
+
+def _blocks(text: str) -> list[list[str]]:
+    """The cues of an SRT text as lists of non-blank lines, split at blank lines."""
+    blocks: list[list[str]] = [[]]
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff").split("\n"):
+        if line.strip():
+            blocks[-1].append(line.strip())
+        elif blocks[-1]:
+            blocks.append([])
+    return [block for block in blocks if block]
+
+
+def _parse_block(block: list[str], number: int, source: str) -> CaptionCue:
+    """One cue from its lines: an optional index line, the timing line, then the text."""
+    lines = block[1:] if block[0].isdigit() and len(block) > 1 else block
+    timing = _TIMING.match(lines[0])
+    if timing is None:
+        raise BadInput(
+            f"{source}: cue {number}: expected a time range such as "
+            f"'00:00:01,000 --> 00:00:04,500', got {lines[0][:60]!r}"
+        )
+    fields = timing.groups()
+    start, end = _seconds(*fields[:4]), _seconds(*fields[4:])
+    if end <= start:
+        raise BadInput(
+            f"{source}: cue {number} ends at {end:.3f} s, not after its start {start:.3f} s"
+        )
+    return CaptionCue(start, end, " ".join(lines[1:]))
+
+
+def parse_srt(text: str, source: str) -> tuple[CaptionCue, ...]:
+    """The cues of an SRT text in file order; `source` names the file in error messages.
+
+    Raises:
+        BadInput: a cue without a valid time range, or one that ends before it starts.
+    """
+    return tuple(_parse_block(b, n, source) for n, b in enumerate(_blocks(text), start=1))
+
+
+def read_captions(path: Path) -> tuple[CaptionCue, ...]:
+    """The cues of a captions file (UTF-8 SRT).
+
+    Raises:
+        BadInput: the file is missing, unreadable, not UTF-8 text, or malformed.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{path}: captions file not found") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: captions file is not UTF-8 text (expected SRT)") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read the captions file: {exc.strerror}") from None
+    return parse_srt(text, str(path))
+
+
+def load_captions(path: Path) -> Captions:
+    """A captions file read, with at least one non-empty caption.
+
+    Raises:
+        BadInput: the file cannot be read, is malformed, or holds no caption at all.
+    """
+    cues = read_captions(path)
+    if not any(cue.text.strip() for cue in cues):
+        raise BadInput(f"{path}: the captions file holds no caption (expected SRT cues)")
+    return Captions(str(path), cues)
+
+
+def format_srt(cues: Iterable[CaptionCue]) -> str:
+    """SRT text for `cues`, numbered from 1, each caption on one line."""
+    parts = []
+    for number, cue in enumerate(cues, start=1):
+        caption = " ".join(cue.text.split())
+        parts.append(
+            f"{number}\n{_timestamp(cue.start_s)} --> {_timestamp(cue.end_s)}\n{caption}\n"
+        )
+    return "\n".join(parts)
+
+
+def write_captions(path: Path, cues: Iterable[CaptionCue]) -> None:
+    """Write `cues` to `path` as SRT, atomically: a temporary file in the folder, then a rename."""
+    path = Path(path)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
+            out.write(format_srt(cues))
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def check_cues(
+    cues: Sequence[CaptionCue], duration_s: float, source: str, frame_s: float = DEFAULT_FRAME_S
+) -> list[str]:
+    """Validate cues against a clip `duration_s` long; returns warnings (gaps, empty captions).
+
+    Cues must be in time order and must not overlap; none may end past the clip's end by more
+    than a frame (`frame_s`), which usually means the file belongs to another clip.
+
+    Raises:
+        BadInput: overlapping cues, or a cue past the end of the clip.
+    """
+    warnings = []
+    previous_end = 0.0
+    for number, cue in enumerate(cues, start=1):
+        if cue.end_s > duration_s + frame_s:
+            raise BadInput(
+                f"{source}: captions file is for another clip? cue {number} ends at "
+                f"{cue.end_s:.3f} s, the clip is {duration_s:.3f} s"
+            )
+        if number > 1 and cue.start_s < previous_end - 1e-6:
+            raise BadInput(
+                f"{source}: cue {number} starts at {cue.start_s:.3f} s, before cue {number - 1} "
+                f"ends ({previous_end:.3f} s); cues must not overlap"
+            )
+        if cue.start_s - previous_end > frame_s:
+            warnings.append(
+                f"{source}: no caption from {previous_end:.3f} s to {cue.start_s:.3f} s "
+                "(that stretch uses the neighbouring cue's caption)"
+            )
+        if not cue.text.strip():
+            warnings.append(f"{source}: cue {number} has an empty caption")
+        previous_end = cue.end_s
+    if cues and duration_s - previous_end > frame_s:
+        warnings.append(
+            f"{source}: no caption from {previous_end:.3f} s to the end ({duration_s:.3f} s) "
+            "(that stretch uses the last cue's caption)"
+        )
+    return warnings
+
+
+def _distance(cue: CaptionCue, start_s: float, end_s: float) -> float:
+    """Seconds between `cue` and the range [start_s, end_s) (0 when they touch or overlap)."""
+    return max(0.0, cue.start_s - end_s, start_s - cue.end_s)
+
+
+def caption_for(cues: Sequence[CaptionCue], start_s: float, end_s: float, default: str = "") -> str:
+    """The caption of the cue covering most of [start_s, end_s) (a shot).
+
+    That cue's caption, or `default` when it is empty. A range no cue covers (a gap between
+    cues, a shot past the last cue) takes the nearest non-empty cue's caption, or `default`.
+    """
+    if cues:
+        best = max(cues, key=lambda cue: cue.covered(start_s, end_s))
+        if best.covered(start_s, end_s) > 0:
+            return best.text.strip() or default
+    texted = [cue for cue in cues if cue.text.strip()]
+    if not texted:
+        return default
+    return min(texted, key=lambda cue: _distance(cue, start_s, end_s)).text.strip()
+
+
+def captions_for_shots(
+    cues: Sequence[CaptionCue], shots: Iterable[tuple[float, float]], default: str
+) -> tuple[str, ...]:
+    """`caption_for` each (start_s, end_s) shot, in order."""
+    return tuple(caption_for(cues, start, end, default) for start, end in shots)

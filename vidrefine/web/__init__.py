@@ -1,0 +1,11 @@
+"""The page (`vidrefine serve`): a Gradio app over the Python API, with a job queue.
+
+`server.py` checks the options and starts it, `app.py` lays the page out and names its
+endpoints, `jobs.py` runs one job at a time on the device, `engine.py` holds the loaded models,
+and `paths.py` keeps every request inside the work and output folders; `handlers.py` is what
+each endpoint does.
+"""
+
+from __future__ import annotations
+
+__all__ = ["app", "engine", "handlers", "jobs", "paths", "server"]

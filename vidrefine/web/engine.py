@@ -1,0 +1,146 @@
+"""What the page asks of the models: facts about a clip, a preview, a whole-clip refine.
+
+One `Refiner` is loaded for the server's life; each request gets a configured copy that shares
+its models and caption states (`Refiner.configured`), so models load once. The device runs one
+thing at a time: previews and jobs take the same lock.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from vidrefine.config import RunConfig
+from vidrefine.errors import BadInput
+from vidrefine.io.probe import MediaInfo, probe
+from vidrefine.pipeline.api import Refiner
+from vidrefine.pipeline.preview import Preview
+from vidrefine.presets import load_config
+from vidrefine.progress import Progress
+from vidrefine.web.jobs import Job, JobProgress
+from vidrefine.web.paths import Folders, free_name
+
+# page control -> RunConfig key; an empty control leaves the preset's value
+SETTING_KEYS = ("size", "strength", "steps", "seed", "color_fix")
+
+
+class Engine:
+    """The loaded refiner, the folders, and the device lock."""
+
+    def __init__(
+        self,
+        refiner: Refiner,
+        preset: str,
+        folders: Folders,
+        *,
+        generator: str = "flashvideo-stage1",
+        weights: Path | None = None,
+        offline: bool = False,
+    ) -> None:
+        self.refiner, self.preset, self.folders = refiner, preset, folders
+        self.generator, self.weights, self.offline = generator, weights, offline
+        self.device_lock = threading.Lock()  # held by whatever runs on the device
+
+    def check(self, settings: Mapping[str, Any]) -> RunConfig:
+        """The config the page's settings make (checked like flags; BadInput naming a bad one)."""
+        return load_config(*self._settings(settings), source="the page's settings")
+
+    def _settings(self, settings: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        preset = str(settings.get("preset") or self.preset)
+        return preset, {k: settings[k] for k in SETTING_KEYS if settings.get(k) not in (None, "")}
+
+    def _configured(self, settings: Mapping[str, Any], progress: Progress | None) -> Refiner:
+        """The refiner for one run, on the models the last run left loaded (device lock held)."""
+        preset, knobs = self._settings(settings)
+        source = "the page's settings"
+        self.refiner = self.refiner.configured(preset, progress=progress, source=source, **knobs)
+        return self.refiner
+
+    def output_path(self, clip: Path, settings: Mapping[str, Any], taken: Collection[str]) -> Path:
+        """`<clip>_<size>.mp4` in the output folder (`-2`, `-3`, ... when it exists or another
+        job's output is `taken`).
+        """
+        size = str(settings.get("size") or self.check(settings).size).strip().lower()
+        return free_name(self.folders.outputs / f"{clip.stem}_{size}.mp4", taken)
+
+    def run(self, job: Job, progress: JobProgress) -> int:
+        """Refine a queued job's clip into its output; the windows reused from a cancelled run."""
+        clip = self.folders.clip(job.input)
+        output = self.folders.check(job.output)
+        with self.device_lock:
+            refiner = self._configured(job.settings, progress)
+            result = refiner.upscale(clip, output, caption=job.caption, resume=True)
+        return result.reused_windows
+
+    def preview(self, clip: Path, at_s: float, caption: str, settings: Mapping) -> Preview:
+        """One window of `clip` at `at_s`, refined (waits while a job holds the device)."""
+        self.check(settings)  # a bad setting fails at once, not after the running job
+        with self.device_lock:
+            refiner = self._configured(settings, None)
+            return refiner.preview(clip, at_s, caption=caption, folder=self.folders.previews)
+
+    def previews(self, prompts: list[str], seeds: list[int], settings: Mapping) -> list[Path]:
+        """Stage-I previews of every prompt and seed, in a new folder under the work folder.
+
+        Each gets its sidecar caption, so committing one is an upscale job like any other.
+        """
+        from vidrefine.pipeline.t2v import generate_videos
+
+        config = self.check(settings)
+        folder = self.folders.t2v / secrets.token_hex(4)
+        with self.device_lock:
+            jobs = generate_videos(
+                prompts,
+                seeds,
+                config,
+                output_dir=folder,
+                preview_only=True,
+                generator=self.generator,
+                weights_dir=self.weights,
+                offline=self.offline,
+                device=self.refiner.session.device,
+            )
+        return [job.preview for job in jobs]
+
+
+def require_caption(caption: str | None) -> str:
+    """The caption with its whitespace collapsed; BadInput when there is none."""
+    text = " ".join((caption or "").split())
+    if not text:
+        raise BadInput(
+            "no caption: describe the clip in the caption box (the model was trained on long, "
+            "detailed descriptions)"
+        )
+    return text
+
+
+def prefilled_caption(clip: Path) -> str:
+    """The clip's sidecar caption (`clip.txt` beside it), or '' when it has none."""
+    sidecar = clip.with_suffix(".txt")
+    try:
+        return " ".join(sidecar.read_text(encoding="utf-8").split()) if sidecar.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def facts(info: MediaInfo) -> str:
+    """The clip's facts as one Markdown line: size, fps, frames, duration, audio."""
+    height, width = info.display_hw
+    audio = ", ".join(f"{a.codec} {a.channels} ch" for a in info.audio) or "none"
+    return (
+        f"**{info.path.name}**: {width}x{height}, {float(info.fps):.3g} fps"
+        f"{' (variable)' if info.is_vfr else ''}, {info.frame_count} frames, "
+        f"{info.duration_s:.2f} s, audio: {audio}"
+    )
+
+
+def clip_facts(clip: Path) -> tuple[MediaInfo, str]:
+    """Probe `clip` once: its MediaInfo and the facts line."""
+    info = probe(clip)
+    return info, facts(info)
+
+
+__all__ = ["SETTING_KEYS", "Engine", "clip_facts", "facts", "prefilled_caption", "require_caption"]

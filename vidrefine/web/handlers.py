@@ -1,0 +1,213 @@
+"""What each endpoint of the page does, in plain Python (no Gradio layout here).
+
+Every path a request names goes through `Folders.check`; every failure becomes the one-line
+message the CLI prints (`one_line`), never a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vidrefine.config import RunConfig
+from vidrefine.errors import VidrefineError
+from vidrefine.presets import available_presets, load_config
+from vidrefine.web.engine import Engine, clip_facts, prefilled_caption, require_caption
+from vidrefine.web.jobs import DONE, Job, JobQueue
+from vidrefine.web.paths import Folders
+
+F = TypeVar("F", bound=Callable[..., Any])
+SETTINGS = ("preset", "size", "strength", "steps", "seed", "color_fix")
+
+
+class PageError(Exception):
+    """A one-line message for the page (Gradio shows it; `app.py` turns it into gr.Error)."""
+
+
+def one_line(func: F) -> F:
+    """Run an endpoint; any failure leaves it as a PageError holding one line."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PageError:
+            raise
+        except VidrefineError as exc:
+            raise PageError(" ".join(str(exc).split())) from None
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)  # the stack goes to the server's terminal
+            first = (str(exc).strip().splitlines() or ["(no message)"])[0]
+            raise PageError(
+                f"unexpected {type(exc).__name__}: {first} (this is a bug in vidrefine; the "
+                "server's terminal shows the stack)"
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ClipView:
+    """What the page shows once a clip is chosen."""
+
+    path: str
+    facts: str
+    caption: str
+    duration_s: float
+
+
+def settings_of(values: tuple[Any, ...]) -> dict[str, Any]:
+    """The page's setting controls (in `SETTINGS` order) as a dict; blanks left out."""
+    out = dict(zip(SETTINGS, values, strict=False))  # a script may leave trailing ones out
+    for key in ("strength", "steps", "seed"):
+        if out.get(key) not in (None, ""):
+            out[key] = int(out[key])
+    return {k: v for k, v in out.items() if v not in (None, "")}
+
+
+def prompt_lines(text: str) -> list[str]:
+    """One prompt per non-empty line; lines starting with # are comments (as in prompt files)."""
+    prompts = [line.strip() for line in (text or "").splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise PageError("no prompt: write one prompt per line")
+    return prompts
+
+
+def seed_list(text: str) -> list[int]:
+    """'0, 1 2' -> [0, 1, 2]; PageError naming a part that is not a whole number."""
+    parts = (text or "0").replace(",", " ").split()
+    try:
+        return [int(part) for part in parts] or [0]
+    except ValueError:
+        raise PageError(f"seeds must be whole numbers separated by commas, not {text!r}") from None
+
+
+class Page:
+    """The endpoints, over one engine, one job queue and the two folders."""
+
+    def __init__(self, engine: Engine, queue: JobQueue, folders: Folders) -> None:
+        self.engine, self.queue, self.folders = engine, queue, folders
+
+    def defaults(self, preset: str | None = None) -> RunConfig:
+        """The settings a preset gives (the server's preset when None)."""
+        return load_config(preset or self.engine.preset, source="the page")
+
+    def presets(self) -> list[str]:
+        """Preset choices: the built-in ones and the server's own."""
+        names = list(available_presets())
+        return names if self.engine.preset in names else [self.engine.preset, *names]
+
+    @one_line
+    def upload(self, uploaded: str | None) -> ClipView:
+        """Keep an uploaded clip in the work folder and show its facts."""
+        if not uploaded:
+            raise PageError("no file received; drop a video file on the clip box")
+        return self.view(self.folders.keep_upload(uploaded))
+
+    @one_line
+    def choose(self, path: str | None) -> ClipView:
+        """Show a clip already in the work or output folder."""
+        return self.view(self.folders.clip(path or ""))
+
+    def view(self, clip: Path) -> ClipView:
+        """Facts and prefilled caption of a checked clip."""
+        info, line = clip_facts(clip)
+        return ClipView(str(clip), line, prefilled_caption(clip), info.duration_s)
+
+    @one_line
+    def preview(self, clip: str, caption: str, at_s: float, *settings: Any) -> tuple[str, str]:
+        """Refine the window at `at_s`; the source and refined clip paths."""
+        path = self.folders.clip(clip)
+        made = self.engine.preview(
+            path, float(at_s or 0), require_caption(caption), settings_of(settings)
+        )
+        return str(made.source), str(made.refined)
+
+    @one_line
+    def refine(self, clip: str, caption: str, *settings: Any) -> str:
+        """Queue the whole clip; the job's id."""
+        path = self.folders.clip(clip)
+        chosen = settings_of(settings)
+        self.engine.check(chosen)  # a bad setting fails here, not in the queue
+        with self.queue.lock:  # two clicks must not promise one file to two jobs
+            taken = {job.output for job in self.queue.jobs.values()}
+            output = self.engine.output_path(path, chosen, taken)
+            return self.queue.submit(path, output, require_caption(caption), chosen).id
+
+    @one_line
+    def t2v_previews(self, prompts: str, seeds: str, *settings: Any) -> list[str]:
+        """Stage-I previews of every prompt line and seed; their paths."""
+        made = self.engine.previews(prompt_lines(prompts), seed_list(seeds), settings_of(settings))
+        return [str(path) for path in made]
+
+    @one_line
+    def t2v_commit(self, previews: list[str], *settings: Any) -> str:
+        """Queue the ticked previews for stage II (their captions are their prompts); job ids."""
+        if not previews:
+            raise PageError("no preview ticked: tick the previews to refine")
+        ids = []
+        for preview in previews:
+            clip = self.folders.clip(preview)
+            ids.append(self.refine(str(clip), prefilled_caption(clip), *settings))
+        return " ".join(ids)
+
+    @one_line
+    def cancel(self, job_id: str) -> str:
+        """Cancel a job (a running one stops at its next step, keeping finished windows)."""
+        return self.status(self.queue.cancel(job_id).id)
+
+    @one_line
+    def resume(self, job_id: str) -> str:
+        """Queue a stopped job again; it reuses the windows it finished."""
+        return self.status(self.queue.resume(job_id).id)
+
+    @one_line
+    def remove(self, job_id: str) -> str:
+        """Forget a stopped job and delete its output."""
+        self.queue.remove(job_id, self._delete_output)
+        return f"job {job_id.strip()} removed"
+
+    def _delete_output(self, job: Job) -> None:
+        self.folders.check(job.output).unlink(missing_ok=True)
+
+    @one_line
+    def result(self, job_id: str) -> str:
+        """Wait for the job to stop; the refined file (a PageError when it did not finish)."""
+        job = self.queue.wait(job_id)
+        if job.state != DONE:
+            raise PageError(f"job {job.id} {job.state}: {job.message}".rstrip(": "))
+        return str(self.folders.check(job.output))
+
+    def status(self, job_id: str | None) -> str:
+        """One line on a job: state, position in the line, progress, message."""
+        job = self.queue.jobs.get((job_id or "").strip())
+        if job is None:
+            return ""
+        position = self.queue.position(job)
+        where = f" (#{position} in line)" if job.state == "queued" else ""
+        parts = [f"job {job.id}: {job.state}{where}", job.progress_line(), job.message]
+        return " | ".join(p for p in parts if p)
+
+    def listing(self) -> str:
+        """The job list as a Markdown table (what the page shows under Jobs)."""
+        rows = ["| job | clip | state | line | progress | message |", "|---|---|---|---|---|---|"]
+        for job in self.queue.listing():
+            position = self.queue.position(job) or ""
+            message = job.message.replace("|", "/")
+            cells = (job.id, Path(job.input).name, job.state, position, job.progress_line())
+            rows.append("| " + " | ".join(map(str, (*cells, message))) + " |")
+        return "\n".join(rows) if len(rows) > 2 else "No jobs yet."
+
+    def finished(self, job_id: str | None) -> str | None:
+        """The output of a job that is done, else None."""
+        job = self.queue.jobs.get((job_id or "").strip())
+        return job.output if job is not None and job.state == DONE else None
+
+
+__all__ = ["SETTINGS", "ClipView", "Page", "PageError", "one_line", "settings_of"]
