@@ -68,7 +68,11 @@ RULES: dict[str, Rule] = {
     "vidrefine.cli": Rule(),
     "vidrefine.web": Rule(
         never=_v("cli"),
-        only=("vidrefine", *_v("pipeline io config errors presets plan progress")),
+        only=(
+            "vidrefine",
+            *_v("pipeline io config errors presets plan progress"),
+            *_v("captions captioners quality"),  # caption box, "Auto" button, compare report
+        ),
     ),
     "generators": Rule(
         never=_v("cli"),

@@ -5,6 +5,7 @@ errors as one line.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import urllib.error
@@ -58,6 +59,13 @@ def test_docs_client_script_uploads_refines_and_downloads_when_run_against_the_s
     assert done.returncode == 0, done.stderr
     out = probe(done.stdout.strip().splitlines()[-1])
     assert out.frame_count == 9 and out.display_hw == (64, 86) and len(out.audio) == 1
+
+    jobs = json.loads((server.work / "jobs.json").read_text())
+    job = next(j["id"] for j in jobs if Path(j["input"]).name == "short.mp4")
+    summary, pictures = client(server).predict(job, api_name="/compare")
+    assert "9 frames, 64x48 -> 86x64" in summary and "| PSNR |" in summary
+    assert [Path(p["image"]).name for p in pictures][:1] == ["metrics.png"]
+    assert (server.work / "jobs" / job / "report" / "index.html").is_file()
 
 
 def test_client_script_prints_usage_and_exits_2_when_run_without_arguments():

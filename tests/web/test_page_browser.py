@@ -15,6 +15,7 @@ from vidrefine.io.probe import probe
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample.mp4"
 CAPTION = "A bright yellow ball bounces from side to side across a softly glowing background"
+CAPTIONS = f"1\n00:00:00,000 --> 00:00:03,000\n{CAPTION}"  # the whole clip: one shot
 WAIT_S = 90  # a whole tiny refine on a busy 2-core machine
 
 pytestmark = pytest.mark.slow
@@ -54,10 +55,11 @@ def open_page(driver, url: str) -> None:
     wait_for(driver, lambda: driver.find_elements("css selector", "#clip-upload input"), 30, "page")
 
 
-def upload_sample(driver, shots: Path) -> None:
+def upload_sample(driver, shots: Path, *, caption: bool = True) -> None:
     by_css(driver, "#clip-upload input[type=file]").send_keys(str(SAMPLE))
     wait_for(driver, lambda: "320x240" in text_of(driver, "clip-facts"), 30, "the clip's facts")
-    type_into(driver, "#caption textarea", CAPTION)
+    if caption:
+        type_into(driver, "#caption textarea", CAPTION)
     driver.save_screenshot(str(shots / "1-uploaded.png"))
 
 
@@ -91,7 +93,11 @@ def test_page_previews_refines_and_downloads_a_clip_when_driven_in_a_browser(
     server, browser, downloads, tmp_path
 ):
     open_page(browser, server.url)
-    upload_sample(browser, tmp_path)
+    # the upload lands as clips/sample.mp4 (the first sample uploaded): give it a captions file
+    (server.work / "clips" / "sample.captions.srt").write_text(CAPTIONS + "\n")
+    upload_sample(browser, tmp_path, caption=False)
+    wait_for(browser, lambda: "shots: 1 shot" in text_of(browser, "clip-facts"), 30, "the shots")
+    assert by_css(browser, "#caption textarea").get_attribute("value") == CAPTIONS
 
     type_into(browser, "#preview-at input[type=number]", "1")
     by_css(browser, "#preview-button").click()
@@ -116,6 +122,7 @@ def test_page_previews_refines_and_downloads_a_clip_when_driven_in_a_browser(
     assert out.frame_count == src.frame_count == 75
     assert out.display_hw == (64, 86)  # short side 64, 4:3 kept (even width)
     assert len(out.audio) == 1 and abs(out.audio[0].duration_s - src.audio[0].duration_s) < 0.05
+    assert Path(saved_job(server, job)["captions"]).read_text().strip() == CAPTIONS
 
     browser.refresh()  # the job list lives in the server: a reload still shows the job
     open_page(browser, server.url)

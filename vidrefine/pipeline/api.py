@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidrefine.captions import Captions
 from vidrefine.config import RunConfig
 from vidrefine.errors import BadInput, VidrefineError
 from vidrefine.pipeline.batch import JobFailure, StageTwoSession, prepare_jobs
@@ -109,17 +110,20 @@ class Refiner:
         output: PathLike,
         *,
         caption: str,
+        captions: Captions | None = None,
         overwrite: bool = False,
         resume: bool = True,
         parallel: str = "auto",
     ) -> JobResult:
         """Refine one clip file into `output` (audio and timing kept); raises on failure.
 
-        Under torchrun every rank calls this with the same clip; `parallel` ("auto" is
-        "windows" there) says how they share it (docs/distributed.md).
+        `captions`: a captions file read (`vidrefine.captions.load_captions`), one caption per
+        shot; `caption` then serves the shots its cues leave empty. Under torchrun every rank
+        calls this with the same clip; `parallel` ("auto" is "windows" there) says how they
+        share it (docs/distributed.md).
         """
-        job = (input, output, caption)
-        (result,) = self.upscale_many([job], overwrite=overwrite, resume=resume, parallel=parallel)
+        job = RefineJob(Path(input), Path(output), caption, captions)
+        (result,) = self._refine([job], overwrite=overwrite, resume=resume, parallel=parallel)
         if isinstance(result, JobFailure):
             raise result.cause or VidrefineError(result.error)
         return result
@@ -145,7 +149,12 @@ class Refiner:
         "guidance+sequence" (docs/distributed.md); in a single process it changes nothing.
         """
         refine_jobs = [RefineJob(Path(i), Path(o), c) for i, o, c in jobs]
-        prepared = prepare_jobs(refine_jobs, overwrite=overwrite)
+        return self._refine(refine_jobs, overwrite=overwrite, resume=resume, parallel=parallel)
+
+    def _refine(
+        self, jobs: list[RefineJob], *, overwrite: bool, resume: bool, parallel: str
+    ) -> list[JobResult | JobFailure]:
+        prepared = prepare_jobs(jobs, overwrite=overwrite)
         return self.session.refine(prepared, overwrite=overwrite, resume=resume, parallel=parallel)
 
     def plan(self, frame_count: int, size_hw: tuple[int, int], fps: Fraction) -> ClipPlan:

@@ -3,9 +3,10 @@
 `server.py` checks the options and starts it, `app.py` lays the page out and names its
 endpoints, `jobs.py` runs one job at a time on the device, `engine.py` holds the loaded models,
 and `paths.py` keeps every request inside the work and output folders; `handlers.py` is what
-each endpoint does.
+each endpoint does, `captioning.py` reads the caption box and `report.py` writes a job's
+compare report.
 """
 
 from __future__ import annotations
 
-__all__ = ["app", "engine", "handlers", "jobs", "paths", "server"]
+__all__ = ["app", "captioning", "engine", "handlers", "jobs", "paths", "report", "server"]

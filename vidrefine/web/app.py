@@ -15,6 +15,7 @@ from vidrefine.web.handlers import ClipView, Page, PageError
 
 POLL_S = 0.5  # how often the page asks for the job list
 VIDEO_HEIGHT = 240  # pixels: the page fits one screen
+CAPTION_LABEL = "Caption: one paragraph, or SRT (one caption per shot, as in CLIP.captions.srt)"
 PRIVATE = {"api_visibility": "private"}  # page plumbing, not part of the scripting API
 
 
@@ -71,7 +72,9 @@ def upscale_tab(page: Page, settings: list[Any]) -> dict[str, Any]:
             )
             clip = gr.Textbox(label="Clip path", interactive=False, elem_id="clip-path")
             facts = gr.Markdown(elem_id="clip-facts")
-        caption = gr.Textbox(label="Caption", lines=8, elem_id="caption")
+        with gr.Column():
+            caption = gr.Textbox(label=CAPTION_LABEL, lines=8, elem_id="caption")
+            auto_btn = gr.Button("Auto caption (one per shot)", elem_id="auto-caption")
     with gr.Row():
         at = gr.Slider(0, 1, value=0, step=0.04, label="Preview at (s)", elem_id="preview-at")
         preview_btn = gr.Button("Preview", elem_id="preview-button")
@@ -86,6 +89,7 @@ def upscale_tab(page: Page, settings: list[Any]) -> dict[str, Any]:
         refine_btn = gr.Button("Refine whole clip", variant="primary", elem_id="refine-button")
         cancel_btn = gr.Button("Cancel", elem_id="cancel-button")
         resume_btn = gr.Button("Resume", elem_id="resume-button")
+        compare_btn = gr.Button("Compare with the input", elem_id="compare-button")
     job = gr.Textbox(label="Job", elem_id="job-id")
     status = gr.Markdown(elem_id="job-status")
     with gr.Row():
@@ -93,16 +97,24 @@ def upscale_tab(page: Page, settings: list[Any]) -> dict[str, Any]:
             label="Result", interactive=False, height=VIDEO_HEIGHT, elem_id="result-video"
         )
         download = gr.File(label="Download", interactive=False, elem_id="result-file")
+    report = gr.Markdown(elem_id="compare-summary")
+    pictures = gr.Gallery(
+        label="Compare report", columns=2, height="auto", elem_id="compare-pictures"
+    )
 
     chosen = [clip, facts, caption, at, choose]
+    shots = gradio_errors(page.shots)
     upload.upload(
         gradio_errors(lambda p: clip_outputs(page, page.upload(p))), upload, chosen,
         api_name="upload",
-    )  # fmt: skip
+    ).success(shots, [clip, settings[0]], facts, api_name="shots")  # fmt: skip
     choose.input(
         gradio_errors(lambda p: clip_outputs(page, page.choose(p))), choose, chosen,
         api_name="choose",
-    )  # fmt: skip
+    ).success(shots, [clip, settings[0]], facts, **PRIVATE)  # fmt: skip
+    auto_btn.click(
+        gradio_errors(page.auto_caption), [clip, *settings], caption, api_name="auto_caption"
+    )
     preview_btn.click(
         gradio_errors(page.preview), [clip, caption, at, *settings], [before, after],
         api_name="preview",
@@ -110,6 +122,7 @@ def upscale_tab(page: Page, settings: list[Any]) -> dict[str, Any]:
     refine_btn.click(gradio_errors(page.refine), [clip, caption, *settings], job, api_name="refine")
     cancel_btn.click(gradio_errors(page.cancel), job, status, api_name="cancel")
     resume_btn.click(gradio_errors(page.resume), job, status, api_name="resume")
+    compare_btn.click(gradio_errors(page.compare), job, [report, pictures], api_name="compare")
     return {"job": job, "status": status, "result": result, "download": download}
 
 

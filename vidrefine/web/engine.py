@@ -13,11 +13,14 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from vidrefine.captioners import DEFAULT_CAPTIONER
+from vidrefine.captions import CaptionCue, load_captions
 from vidrefine.config import RunConfig
-from vidrefine.errors import BadInput
 from vidrefine.io.probe import MediaInfo, probe
 from vidrefine.pipeline.api import Refiner
 from vidrefine.pipeline.preview import Preview
+from vidrefine.pipeline.shots import clip_source
+from vidrefine.plan.shots import Shot, plan_shots
 from vidrefine.presets import load_config
 from vidrefine.progress import Progress
 from vidrefine.web.jobs import Job, JobProgress
@@ -39,9 +42,11 @@ class Engine:
         generator: str = "flashvideo-stage1",
         weights: Path | None = None,
         offline: bool = False,
+        captioner: str = DEFAULT_CAPTIONER,
     ) -> None:
         self.refiner, self.preset, self.folders = refiner, preset, folders
         self.generator, self.weights, self.offline = generator, weights, offline
+        self.captioner = captioner  # the "Auto" button's captioner plugin
         self.device_lock = threading.Lock()  # held by whatever runs on the device
 
     def check(self, settings: Mapping[str, Any]) -> RunConfig:
@@ -70,10 +75,36 @@ class Engine:
         """Refine a queued job's clip into its output; the windows reused from a cancelled run."""
         clip = self.folders.clip(job.input)
         output = self.folders.check(job.output)
+        captions = load_captions(self.folders.check(job.captions)) if job.captions else None
         with self.device_lock:
             refiner = self._configured(job.settings, progress)
-            result = refiner.upscale(clip, output, caption=job.caption, resume=True)
+            result = refiner.upscale(
+                clip, output, caption=job.caption, captions=captions, resume=True
+            )
         return result.reused_windows
+
+    def auto_captions(self, clip: Path, settings: Mapping) -> tuple[CaptionCue, ...]:
+        """One caption per shot of `clip` (shots cut as the settings' preset says), from the
+        captioner loaded for it alone, as `vidrefine caption` does (waits for the device).
+        """
+        from vidrefine.captioners.clip import caption_clip
+        from vidrefine.pipeline.devices import device_facts
+        from vidrefine.plan.memory import plan_captioner
+
+        config = self.check(settings)
+        shots = planned_shots(probe(clip), config)
+        device = self.refiner.session.device
+        with self.device_lock:
+            facts = device_facts(device)
+            return caption_clip(
+                clip,
+                shots=shots,
+                captioner=self.captioner,
+                weights_dir=self.weights,
+                offline=self.offline,
+                device=device,
+                fits=lambda captioner: plan_captioner(captioner.memory_gb, facts, config.vram_gb),
+            )
 
     def preview(self, clip: Path, at_s: float, caption: str, settings: Mapping) -> Preview:
         """One window of `clip` at `at_s`, refined (waits while a job holds the device)."""
@@ -106,34 +137,32 @@ class Engine:
         return [job.preview for job in jobs]
 
 
-def require_caption(caption: str | None) -> str:
-    """The caption with its whitespace collapsed; BadInput when there is none."""
-    text = " ".join((caption or "").split())
-    if not text:
-        raise BadInput(
-            "no caption: describe the clip in the caption box (the model was trained on long, "
-            "detailed descriptions)"
-        )
-    return text
+def planned_shots(info: MediaInfo, config: RunConfig) -> tuple[Shot, ...] | None:
+    """The shots `upscale` refines the probed clip in, cut as `config` says (`shots`,
+    `cut_threshold`); None when `config` turns detection off (the clip is one run of windows).
+    """
+    if not config.shots:
+        return None
+    source = clip_source(info, config)
+    return plan_shots(source.cuts, source.frame_count, source.fps)
 
 
-def prefilled_caption(clip: Path) -> str:
-    """The clip's sidecar caption (`clip.txt` beside it), or '' when it has none."""
-    sidecar = clip.with_suffix(".txt")
-    try:
-        return " ".join(sidecar.read_text(encoding="utf-8").split()) if sidecar.is_file() else ""
-    except (OSError, UnicodeDecodeError):
-        return ""
+def shots_text(shots: tuple[Shot, ...] | None) -> str:
+    """'3 shots (cuts at 2.40 s, 5.00 s)', '1 shot', or why there are none."""
+    if shots is None:
+        return "not detected (the preset turns shot detection off)"
+    cuts = ", ".join(f"{shot.start_s:.2f} s" for shot in shots[1:])
+    return f"{len(shots)} shot{'s' * (len(shots) != 1)}" + (f" (cuts at {cuts})" if cuts else "")
 
 
-def facts(info: MediaInfo) -> str:
-    """The clip's facts as one Markdown line: size, fps, frames, duration, audio."""
+def facts(info: MediaInfo, shots: str = "finding...") -> str:
+    """The clip's facts as one Markdown line: size, fps, frames, duration, audio, shots."""
     height, width = info.display_hw
     audio = ", ".join(f"{a.codec} {a.channels} ch" for a in info.audio) or "none"
     return (
         f"**{info.path.name}**: {width}x{height}, {float(info.fps):.3g} fps"
         f"{' (variable)' if info.is_vfr else ''}, {info.frame_count} frames, "
-        f"{info.duration_s:.2f} s, audio: {audio}"
+        f"{info.duration_s:.2f} s, audio: {audio}, shots: {shots}"
     )
 
 
@@ -143,4 +172,4 @@ def clip_facts(clip: Path) -> tuple[MediaInfo, str]:
     return info, facts(info)
 
 
-__all__ = ["SETTING_KEYS", "Engine", "clip_facts", "facts", "prefilled_caption", "require_caption"]
+__all__ = ["SETTING_KEYS", "Engine", "clip_facts", "facts", "planned_shots", "shots_text"]

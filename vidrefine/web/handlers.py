@@ -7,6 +7,7 @@ message the CLI prints (`one_line`), never a stack trace.
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
 import traceback
 from collections.abc import Callable
@@ -14,12 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vidrefine.captions import Captions, sidecar_captions
 from vidrefine.config import RunConfig
 from vidrefine.errors import VidrefineError
+from vidrefine.io.probe import probe
 from vidrefine.presets import available_presets, load_config
-from vidrefine.web.engine import Engine, clip_facts, prefilled_caption, require_caption
+from vidrefine.web.captioning import (
+    CAPTIONS_FILE,
+    box_captions,
+    caption_at,
+    prefilled_caption,
+    save_captions,
+    srt_text,
+)
+from vidrefine.web.engine import Engine, clip_facts, facts, planned_shots, shots_text
 from vidrefine.web.jobs import DONE, Job, JobQueue
 from vidrefine.web.paths import Folders
+from vidrefine.web.report import job_report
 
 F = TypeVar("F", bound=Callable[..., Any])
 SETTINGS = ("preset", "size", "strength", "steps", "seed", "color_fix")
@@ -116,29 +128,64 @@ class Page:
         return self.view(self.folders.clip(path or ""))
 
     def view(self, clip: Path) -> ClipView:
-        """Facts and prefilled caption of a checked clip."""
+        """Facts (shots still to find) and prefilled caption of a checked clip."""
         info, line = clip_facts(clip)
         return ClipView(str(clip), line, prefilled_caption(clip), info.duration_s)
 
     @one_line
-    def preview(self, clip: str, caption: str, at_s: float, *settings: Any) -> tuple[str, str]:
-        """Refine the window at `at_s`; the source and refined clip paths."""
+    def shots(self, clip: str, preset: str | None = None) -> str:
+        """The clip's facts with its shots, cut as the preset says (one decode of the clip)."""
+        info = probe(self.folders.clip(clip))
+        return facts(info, shots_text(planned_shots(info, self.defaults(preset))))
+
+    @one_line
+    def auto_caption(self, clip: str, *settings: Any) -> str:
+        """Caption the clip shot by shot with the captioner; the captions as SRT text (also
+        saved as the clip's captions file when it is an upload, to prefill it next time).
+        """
         path = self.folders.clip(clip)
-        made = self.engine.preview(
-            path, float(at_s or 0), require_caption(caption), settings_of(settings)
-        )
+        captions = Captions("the captioner", self.engine.auto_captions(path, settings_of(settings)))
+        if path.parent == self.folders.clips:
+            save_captions(captions, sidecar_captions(path))
+        return srt_text(captions)
+
+    @one_line
+    def preview(self, clip: str, caption: str, at_s: float, *settings: Any) -> tuple[str, str]:
+        """Refine the window at `at_s` (with the box's cue there); the two clips' paths."""
+        path = self.folders.clip(clip)
+        at_s = float(at_s or 0)
+        made = self.engine.preview(path, at_s, caption_at(caption, at_s), settings_of(settings))
         return str(made.source), str(made.refined)
 
     @one_line
     def refine(self, clip: str, caption: str, *settings: Any) -> str:
-        """Queue the whole clip; the job's id."""
+        """Queue the whole clip; the job's id. SRT in the box becomes the job's captions file."""
         path = self.folders.clip(clip)
         chosen = settings_of(settings)
         self.engine.check(chosen)  # a bad setting fails here, not in the queue
+        text, captions = box_captions(caption)
         with self.queue.lock:  # two clicks must not promise one file to two jobs
             taken = {job.output for job in self.queue.jobs.values()}
             output = self.engine.output_path(path, chosen, taken)
-            return self.queue.submit(path, output, require_caption(caption), chosen).id
+            prepare = functools.partial(self._keep_captions, captions)
+            return self.queue.submit(path, output, text, chosen, prepare).id
+
+    def _keep_captions(self, captions: Captions | None, job: Job) -> None:
+        """Save a job's captions in its folder, before it is listed."""
+        if captions is not None:
+            folder = self.folders.job_folder(job.id)
+            job.captions = str(save_captions(captions, folder / CAPTIONS_FILE))
+
+    @one_line
+    def compare(self, job_id: str) -> tuple[str, list[str]]:
+        """The compare report of a finished job (written into its folder the first time): the
+        summary table and the pictures (metrics plot, contact sheets).
+        """
+        job = self.queue.get(job_id)
+        if job.state != DONE:
+            raise PageError(f"job {job.id} is {job.state}: a report compares a finished job")
+        source, output = self.folders.clip(job.input), self.folders.clip(job.output)
+        return job_report(source, output, self.folders.job_folder(job.id))
 
     @one_line
     def t2v_previews(self, prompts: str, seeds: str, *settings: Any) -> list[str]:
@@ -175,6 +222,7 @@ class Page:
 
     def _delete_output(self, job: Job) -> None:
         self.folders.check(job.output).unlink(missing_ok=True)
+        shutil.rmtree(self.folders.job_folder(job.id))  # its captions file and report
 
     @one_line
     def result(self, job_id: str) -> str:

@@ -45,6 +45,7 @@ class Job:
     reused_windows: int = 0
     eta_s: float | None = None
     created: float = field(default_factory=time.time)
+    captions: str = ""  # the captions file (one caption per shot) in the job's folder, if any
 
     def progress_line(self) -> str:
         """'window 3/9, step 1/2, about 12 s left' (empty before the first window)."""
@@ -147,10 +148,21 @@ class JobQueue:
         self.worker = threading.Thread(target=self._work, name="vidrefine-jobs", daemon=True)
         self.worker.start()
 
-    def submit(self, input: Path, output: Path, caption: str, settings: dict[str, Any]) -> Job:
-        """Queue a job; it runs when the jobs before it are done."""
+    def submit(
+        self,
+        input: Path,
+        output: Path,
+        caption: str,
+        settings: dict[str, Any],
+        prepare: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Queue a job; it runs when the jobs before it are done. `prepare(job)` (e.g. saving
+        its captions file) runs before the job is listed, so before it can start.
+        """
         job = Job(secrets.token_hex(4), str(input), str(output), caption, dict(settings))
         with self.lock:
+            if prepare is not None:
+                prepare(job)
             self.jobs[job.id] = job
             self._changed()
         return job

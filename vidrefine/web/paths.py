@@ -27,6 +27,7 @@ class Folders:
     previews: Path  # preview clips
     t2v: Path  # text-to-video previews, one folder per request
     gradio_cache: Path  # Gradio's uploads and cache (GRADIO_TEMP_DIR)
+    job_files: Path  # a folder per job: its captions file and its compare report
     jobs_file: Path  # the job list, kept across page reloads and server restarts
 
     @classmethod
@@ -36,7 +37,7 @@ class Folders:
         os.chmod(work, 0o700)
         outputs.mkdir(parents=True, exist_ok=True)
         work = work.resolve()
-        subfolders = [work / name for name in ("clips", "previews", "t2v", "gradio")]
+        subfolders = [work / name for name in ("clips", "previews", "t2v", "gradio", "jobs")]
         for folder in subfolders:
             folder.mkdir(exist_ok=True)
         return cls(work, outputs.resolve(), *subfolders, work / "jobs.json")
@@ -57,6 +58,14 @@ class Folders:
                 "reads and writes inside them"
             )
         return resolved
+
+    def job_folder(self, job_id: str) -> Path:
+        """The folder of the job `job_id` (made, checked inside the work folder)."""
+        folder = self.check(self.job_files / job_id)
+        if folder.parent != self.job_files:
+            raise BadInput(f"{job_id!r} is not a job id")
+        folder.mkdir(exist_ok=True)
+        return folder
 
     def clip(self, path: str | Path) -> Path:
         """A checked path to an existing video file."""

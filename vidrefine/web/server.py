@@ -106,13 +106,14 @@ def serve(options: ServeOptions, announce: Callable[[str], None]) -> None:
     os.environ["GRADIO_TEMP_DIR"] = str(folders.gradio_cache)  # uploads stay in the work folder
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     demo = build_page(options, folders)
+    served = (folders.outputs, folders.previews, folders.t2v, folders.job_files)  # + reports
     announce(f"serving on http://{options.host}:{options.port} (work folder {folders.work})")
     demo.queue(default_concurrency_limit=4).launch(
         server_name=options.host,
         server_port=options.port,
         auth=options.auth,
         max_file_size=limit,
-        allowed_paths=[str(folders.outputs), str(folders.previews), str(folders.t2v)],
+        allowed_paths=[str(p) for p in served],
         blocked_paths=[str(folders.jobs_file)],
         quiet=True,
         show_error=True,
