@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,9 @@ def test_written_file_reads_back_the_same_cues_when_round_tripped(tmp_path: Path
     assert "01:01:01,500" in path.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.captions.srt"]  # no temp file
     assert format_srt(read_captions(path)) == path.read_text()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as any file the user makes
 
 
 @pytest.mark.parametrize(

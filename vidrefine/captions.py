@@ -172,6 +172,9 @@ def write_captions(path: Path, cues: Iterable[CaptionCue]) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
             out.write(format_srt(cues))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # a file to read and edit: mkstemp made it 0600
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

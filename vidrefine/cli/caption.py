@@ -5,7 +5,6 @@ edit before `vidrefine upscale`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,9 +69,9 @@ def open_session(
     from vidrefine.captioners.clip import CaptionSession
     from vidrefine.pipeline.devices import device_facts
     from vidrefine.plan.memory import plan_captioner
-    from vidrefine.runtime.device import pick_device
+    from vidrefine.runtime.distributed import rank_device
 
-    device = pick_device()
+    device = rank_device()  # under torchrun, this rank's own GPU
     facts = device_facts(device)
     return CaptionSession.open(
         name,
@@ -103,6 +102,41 @@ def caption_clips(
     return caption_files(
         session, clips, shots_for=shots, output=output, overwrite=overwrite, on_write=note
     )
+
+
+def caption_across_ranks(
+    name: str,
+    clips: list[Path],
+    output: Callable[[Path], Path],
+    config: RunConfig,
+    *,
+    overwrite: bool,
+    weights: Path | None,
+    offline: bool,
+    env: Environment,
+) -> None:
+    """Caption `clips` into `output(clip)` with the captioner `name`.
+
+    Under torchrun the ranks share the clips (handed out one at a time, each rank on its own
+    GPU) and wait for each other at the end, so every file exists before any rank goes on; a
+    rank loads the captioner on the first clip it gets. In one process: every clip, in order.
+    """
+    from vidrefine.runtime.distributed import barrier, hand_out, init_distributed, rank_device
+
+    init_distributed(rank_device().type)
+    session = None
+    try:
+        for _, clip in hand_out(clips):
+            if session is None:
+                session = open_session(
+                    name, weights=weights, offline=offline, vram_gb=config.vram_gb, env=env
+                )
+            shots = shot_finder(config)
+            caption_clips(session, [clip], output=output, shots=shots, overwrite=overwrite, env=env)
+    finally:
+        if session is not None:
+            session.close()
+    barrier()
 
 
 @click.command(name="caption")
@@ -144,17 +178,8 @@ def command(
     check_targets([targets(clip) for clip in files], overwrite=overwrite)
     flags = {"shots": shots, "cut_threshold": cut_threshold}
     config = RunConfig(**{key: value for key, value in flags.items() if value is not None})
-    with closing(
-        open_session(captioner, weights=weights, offline=offline, vram_gb=None, env=env)
-    ) as session:
-        caption_clips(
-            session,
-            files,
-            output=targets,
-            shots=shot_finder(config),
-            overwrite=overwrite,
-            env=env,
-        )
+    where = {"weights": weights, "offline": offline}
+    caption_across_ranks(captioner, files, targets, config, overwrite=overwrite, env=env, **where)
 
 
 AUTO_CAPTION = "auto"  # `upscale --caption auto`
@@ -185,19 +210,10 @@ def auto_captions(
             todo.append(clip)
     if not todo:
         return
-    with closing(
-        open_session(
-            DEFAULT_CAPTIONER, weights=weights, offline=offline, vram_gb=config.vram_gb, env=env
-        )
-    ) as session:
-        caption_clips(
-            session,
-            todo,
-            output=sidecar_captions,
-            shots=shot_finder(config),
-            overwrite=False,
-            env=env,
-        )
+    where = {"weights": weights, "offline": offline}
+    caption_across_ranks(
+        DEFAULT_CAPTIONER, todo, sidecar_captions, config, overwrite=False, env=env, **where
+    )
 
 
 def print_captioners(env: Environment) -> None:
