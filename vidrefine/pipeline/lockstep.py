@@ -6,7 +6,7 @@ overlap latents of its window to the rank holding the next window (point-to-poin
 fuses with them exactly as `ClipRefiner._sample` fuses with the previous window's trajectory in
 one process; the last window of a round hands its states to the first of the next round. The
 DiT passes of a round run side by side; only the small overlap hand-over is sequential. Rank 0
-receives every decoded window in order and cross-fades and writes them (`ClipRefiner._emit`,
+receives every decoded window in order and cross-fades and writes them (`ClipRefiner.emit`,
 `ClipRefiner.write_pieces`), so the file is bit-identical to the one-process file. Each rank
 keeps the windows it made in the resume store and reuses whatever is there on a rerun, with
 any number of ranks.
@@ -34,7 +34,7 @@ from vidrefine.pipeline.refine import (
     ClipRefiner,
     JobResult,
     RefineJob,
-    _Carry,
+    WindowCarry,
     finished_output,
 )
 from vidrefine.pipeline.resume import JobStore
@@ -235,7 +235,7 @@ def _lockstep_pieces(
     cross-fade only within a shot.
     """
     captions = job.shot_captions(plan)
-    tail = _Carry()  # rank 0's decoded tail, as in `ClipRefiner.stream`
+    tail = WindowCarry()  # rank 0's decoded tail, as in `ClipRefiner.stream`
     frames_shape = (plan.windowing.frames, *plan.geometry.output_hw, 3)
     before: WindowFrames | None = None  # the window before each round
     with refiner.progress.task("windows", total=len(plan.windows), unit="window") as bar:
@@ -262,9 +262,9 @@ def _lockstep_pieces(
             for holder, window in enumerate(batch):
                 if holder:
                     frames = link.recv(frames_shape, torch.uint8, holder).numpy()
-                yield refiner._emit(window, frames, plan, tail, result)
+                yield refiner.emit(window, frames, plan, tail, result)
                 if window.is_last:  # the shot ends: the next one cross-fades with nothing
-                    tail = _Carry()
+                    tail = WindowCarry()
                 bar.advance()
 
 
@@ -293,8 +293,8 @@ def _window(
     if not window.is_last:  # the last window of a shot feeds nothing
         holder = window_rank(index + 1, link.size)
         handed = _Handover(link, holder, defer=holder == 0)
-    carry = _Carry(trajectory=previous)  # type: ignore[arg-type]
-    frames = refiner._window(window, plan, context, store, carry, result, share=handed)
+    carry = WindowCarry(trajectory=previous)  # type: ignore[arg-type]
+    frames = refiner.refine_window(window, plan, context, store, carry, result, share=handed)
     if previous is not None:
         previous.drain()  # a reused window fuses with nothing, but its states still come
     if handed is not None:

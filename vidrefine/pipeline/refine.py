@@ -45,14 +45,21 @@ from vidrefine.runtime.prefetch import BackgroundWriter, prefetch
 from vidrefine.sampling.samplers import sample_euler
 from vidrefine.sampling.timesteps import shifted_grid
 
-__all__ = ["ClipRefiner", "JobResult", "RefineJob", "file_job_key", "finished_output"]
+__all__ = [
+    "ClipRefiner",
+    "JobResult",
+    "RefineJob",
+    "WindowCarry",
+    "file_job_key",
+    "finished_output",
+]
 
 READ_CHUNK_FRAMES = 16
 Chunks = Iterable[tuple[np.ndarray, np.ndarray]]  # (frames (T, H, W, 3), pts (T,)) pieces
 
 
 @dataclass
-class _Carry:
+class WindowCarry:
     """What one window hands to the next: the overlap trajectory and the decoded tail frames."""
 
     trajectory: torch.Tensor | None = None  # (steps + 1, B, O, C, h, w) latent states
@@ -179,16 +186,16 @@ class ClipRefiner:
         """
         captions = [caption] if isinstance(caption, str) else list(caption)
         result = result or JobResult(RefineJob(Path(), Path(), captions[0]), plan)
-        carry = _Carry()
+        carry = WindowCarry()
         total, seen = len(plan.windows), 0
         with self.progress.task("windows", total=total, unit="window") as bar:
             for window in slice_windows(chunks, plan.windowing, plan.windows):
                 text = captions[min(window.segment, len(captions) - 1)]
                 context = self.embeddings(stage2_caption(self.config, text))
-                frames = self._window(window, plan, context, store, carry, result)
-                yield self._emit(window, frames, plan, carry, result)
+                frames = self.refine_window(window, plan, context, store, carry, result)
+                yield self.emit(window, frames, plan, carry, result)
                 if window.is_last:  # the shot ends: the next one fuses with nothing before it
-                    carry = _Carry()
+                    carry = WindowCarry()
                 seen += 1
                 bar.advance()
         if seen != total:
@@ -202,13 +209,13 @@ class ClipRefiner:
         dtypes = (self.models.dtype, self.models.vae_dtype)
         return resume_key(self.config, identity, plan, self.weights_identity, dtypes)
 
-    def _window(
+    def refine_window(
         self,
         window: WindowFrames,
         plan: ClipPlan,
         context: torch.Tensor,
         store: JobStore | None,
-        carry: _Carry,
+        carry: WindowCarry,
         result: JobResult,
         share: Callable[[int, torch.Tensor], None] | None = None,
     ) -> np.ndarray:
@@ -286,8 +293,8 @@ class ClipRefiner:
             x = sample_euler(velocity, x, t_grid.to(x.device), callback=on_step)
         return x.detach().cpu(), torch.stack(states)
 
-    def _emit(
-        self, window: WindowFrames, frames: np.ndarray, plan: ClipPlan, carry: _Carry, result
+    def emit(
+        self, window: WindowFrames, frames: np.ndarray, plan: ClipPlan, carry: WindowCarry, result
     ) -> tuple[np.ndarray, np.ndarray]:
         """Cross-fade the head with the previous tail; return what is final, keep the new tail."""
         windowing = plan.windowing
