@@ -26,7 +26,7 @@ _TEMP_NAME = re.compile(
     r"^\..*" + re.escape(TEMP_MARKER) + r"(?:(?P<pid>\d+)-)?[a-z0-9_]{8}(?:\.[A-Za-z0-9]+)?$"
 )
 LEGACY_STALE_SECONDS = 24 * 3600  # a temporary file without a PID, untouched this long, is stale
-_REPLACE = "pass --overwrite (overwrite=True in Python) to replace it"
+REPLACE_HINT = "pass --overwrite (overwrite=True in Python) to replace it"
 _RANDOM_CHARS = 8  # what tempfile.mkstemp adds between prefix and suffix
 DEFAULT_NAME_MAX = 255  # bytes in one name: Linux, macOS and Windows file systems alike
 
@@ -45,7 +45,7 @@ def check_output(
     if out.is_dir():
         raise OutputNotWritable(f"{out}: is a folder; give a file name such as {out / 'out.mp4'}")
     if os.path.lexists(out) and not overwrite:
-        raise OutputExists(f"{out}: already exists; {_REPLACE}")
+        raise OutputExists(f"{out}: already exists; {REPLACE_HINT}")
     folder = out.parent
     if not folder.exists():
         raise OutputNotWritable(f"{out}: folder {folder} does not exist; create it first")
@@ -148,7 +148,7 @@ def atomic_output(final_path: str | Path, *, overwrite: bool) -> Iterator[Path]:
     if final.is_dir():
         raise OutputExists(f"{final}: a folder of that name exists now; remove it or rename")
     if os.path.lexists(final) and not overwrite:
-        raise OutputExists(f"{final}: already exists; {_REPLACE}")
+        raise OutputExists(f"{final}: already exists; {REPLACE_HINT}")
     fd, temp_name = _temp_file(final, suffix=final.suffix)
     os.close(fd)
     temp = Path(temp_name)
@@ -160,11 +160,16 @@ def atomic_output(final_path: str | Path, *, overwrite: bool) -> Iterator[Path]:
         raise
 
 
+def user_mode(mode: int) -> int:
+    """`mode` less the process umask: what a file or folder made the ordinary way would get."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def _publish(temp: Path, final: Path, *, overwrite: bool) -> None:
     """Rename temp to final with normal permissions; without overwrite, never replace a file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)  # mkstemp made it 0600
+    os.chmod(temp, user_mode(0o666))  # mkstemp made it 0600
     if overwrite:
         try:
             os.replace(temp, final)
@@ -179,10 +184,10 @@ def _publish(temp: Path, final: Path, *, overwrite: bool) -> None:
     try:
         os.link(temp, final)  # fails if final appeared meanwhile: no silent clobbering
     except FileExistsError as err:
-        raise OutputExists(f"{final}: appeared while writing; {_REPLACE}") from err
+        raise OutputExists(f"{final}: appeared while writing; {REPLACE_HINT}") from err
     except OSError:
         if os.path.lexists(final):
-            raise OutputExists(f"{final}: appeared while writing; {_REPLACE}") from None
+            raise OutputExists(f"{final}: appeared while writing; {REPLACE_HINT}") from None
         os.replace(temp, final)  # a file system without hard links
         return
     temp.unlink()

@@ -10,6 +10,7 @@ from pathlib import Path
 from vidrefine.captions import Captions, captions_for_shots
 from vidrefine.config import RunConfig
 from vidrefine.errors import OutputExists
+from vidrefine.io.atomic import REPLACE_HINT
 from vidrefine.io.writer import job_tag
 from vidrefine.pipeline.resume import file_identity, resume_key
 from vidrefine.plan.clip import ClipPlan
@@ -100,6 +101,4 @@ def finished_output(
         progress.info(f"{job.output.name}: already done with these settings, skipped")
         return JobResult(job, plan, skipped=True)
     made = "made with other settings (or input, caption or weights)" if tag else "already exists"
-    raise OutputExists(
-        f"{job.output}: {made}; pass --overwrite (overwrite=True in Python) to replace it"
-    )
+    raise OutputExists(f"{job.output}: {made}; {REPLACE_HINT}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vidrefine.errors import OutputExists, OutputNotWritable
-from vidrefine.io.atomic import TEMP_MARKER
+from vidrefine.io.atomic import REPLACE_HINT, TEMP_MARKER, user_mode
 from vidrefine.io.probe import probe
 from vidrefine.progress import NullProgress, Progress
 from vidrefine.quality.compare import DRIFT_NOTICEABLE, FLICKER_RATIO, CompareResult, frame_pairs
@@ -27,7 +27,6 @@ from vidrefine.quality.pictures import contact_sheet, plot_metrics, write_png, w
 
 PAGE = "index.html"
 VIDEO = "side_by_side.mp4"
-_REPLACE = "pass --overwrite (overwrite=True in Python) to replace it"
 
 
 def check_report_folder(folder: str | Path, *, overwrite: bool) -> Path:
@@ -36,7 +35,7 @@ def check_report_folder(folder: str | Path, *, overwrite: bool) -> Path:
     if final.exists() and not final.is_dir():
         raise OutputNotWritable(f"{final}: is a file; give a folder name for the report")
     if final.exists() and not overwrite:
-        raise OutputExists(f"{final}: already exists; {_REPLACE}")
+        raise OutputExists(f"{final}: already exists; {REPLACE_HINT}")
     if not final.parent.is_dir():
         raise OutputNotWritable(f"{final}: folder {final.parent} does not exist; create it first")
     return final
@@ -59,30 +58,26 @@ def atomic_folder(folder: str | Path, *, overwrite: bool) -> Iterator[Path]:
         ) from err
     try:
         yield temp
-        os.chmod(temp, 0o777 & ~_umask())  # mkdtemp made it 0700
+        os.chmod(temp, user_mode(0o777))  # mkdtemp made it 0700
         _publish(temp, final, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _publish(temp: Path, final: Path, *, overwrite: bool) -> None:
     old = None
     if final.exists():
         if not overwrite:
-            raise OutputExists(f"{final}: appeared while the report was written; {_REPLACE}")
+            raise OutputExists(f"{final}: appeared while the report was written; {REPLACE_HINT}")
         old = Path(tempfile.mkdtemp(prefix=f".{final.name}{TEMP_MARKER}old-", dir=final.parent))
         os.replace(final, old / final.name)
     try:
         os.rename(temp, final)
     except OSError as err:
-        raise OutputExists(f"{final}: appeared while the report was written; {_REPLACE}") from err
+        raise OutputExists(
+            f"{final}: appeared while the report was written; {REPLACE_HINT}"
+        ) from err
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
