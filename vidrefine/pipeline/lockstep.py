@@ -40,7 +40,7 @@ from vidrefine.pipeline.refine import (
 from vidrefine.pipeline.resume import JobStore
 from vidrefine.pipeline.steps import stage2_caption
 from vidrefine.plan.clip import ClipPlan
-from vidrefine.plan.ranks import window_rank
+from vidrefine.plan.ranks import RankLayout, window_rank
 from vidrefine.plan.windows import WindowFrames, slice_windows
 from vidrefine.runtime.device import peak_memory_bytes
 from vidrefine.runtime.guidance_parallel import ParallelDiT, pass_groups
@@ -189,16 +189,9 @@ class _MainStore:
 
 def _split_refiner(refiner: ClipRefiner, mode: str, link: Link) -> ClipRefiner:
     """A refiner whose DiT passes are split over the ranks as `mode` says (2 x k ranks)."""
-    guidance = 2 if "guidance" in mode else 1
-    if link.size % guidance:
-        raise BadInput(f"--parallel {mode} needs an even number of ranks, not {link.size}")
-    sequence = link.size // guidance if "sequence" in mode else 1
-    if guidance * sequence != link.size:
-        raise BadInput(
-            f"--parallel {mode} uses {guidance * sequence} ranks, not {link.size}; "
-            "use guidance+sequence for more"
-        )
-    dit = ParallelDiT(refiner.models.dit, pass_groups(guidance, sequence))
+    layout = RankLayout(mode, link.size)  # BadInput for a world the mode cannot use
+    groups = pass_groups(layout.guidance_ranks, layout.sequence_ranks)
+    dit = ParallelDiT(refiner.models.dit, groups)
     return ClipRefiner(
         dataclasses.replace(refiner.models, dit=dit),
         refiner.config,

@@ -17,10 +17,10 @@ from typing import Any
 
 from vidrefine.errors import BadInput
 from vidrefine.plan.clip import ClipPlan
+from vidrefine.plan.ranks import layout_for
 from vidrefine.runtime.distributed import all_gather, hand_out, rank_info
 
 PARALLEL_MODES = ("auto", "files", "windows", "guidance", "sequence", "guidance+sequence")
-LOCKSTEP_MODES = ("windows", "guidance", "sequence", "guidance+sequence")
 
 # One pending clip: (ClipJob, its plan, its resume key); its outcome: JobResult or JobFailure.
 Pending = tuple[Any, ClipPlan, str]
@@ -56,13 +56,13 @@ def check_parallel(parallel: str) -> str:
 
 
 def choose_mode(parallel: str, clips: int, world_size: int) -> str:
-    """The mode a batch of `clips` runs in on `world_size` ranks ("single" for one rank)."""
+    """The mode a batch of `clips` runs in on `world_size` ranks ("single" for one rank): the
+    rule the plan's `layout_for` applies.
+    """
     parallel = check_parallel(parallel)
     if world_size == 1:
         return "single"
-    if parallel == "auto":
-        return "files" if clips >= world_size else "windows"
-    return parallel
+    return layout_for(parallel, world_size, clips).mode
 
 
 def clip_cost(plan: ClipPlan) -> int:
@@ -95,8 +95,7 @@ def refine_pending(
     start = time.perf_counter()
     if mode in ("single", "files"):  # one process keeps the batch order, as without torchrun
         order = longest_first(pending) if mode == "files" else list(range(len(pending)))
-        mine = {order[i]: refine_one(*pending[order[i]]) for i, _ in hand_out(order)}
-        worked = mine
+        worked = mine = {j: refine_one(*pending[j]) for _, j in hand_out(order)}
     else:
         worked = {i: lockstep(*item, mode) for i, item in enumerate(pending)}
         mine = worked if info.is_main else {}  # every rank took part; rank 0 reports each clip
@@ -126,7 +125,14 @@ def lockstep_refiner(refiner: Any, *, overwrite: bool, resume: bool) -> Lockstep
         from vidrefine.pipeline.lockstep import refine_across_ranks  # the lockstep modes only
 
         return refine_across_ranks(
-            refiner, clip.job, plan, clip.info, mode=mode, overwrite=overwrite, resume=resume
+            refiner,
+            clip.job,
+            plan,
+            clip.info,
+            mode=mode,
+            overwrite=overwrite,
+            resume=resume,
+            key=key,
         )
 
     return refine

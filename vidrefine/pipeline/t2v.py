@@ -158,7 +158,7 @@ def generate_videos(
     scratch = _scratch_folder(output_dir, ranks)
     barrier()  # every rank has checked the outputs before any rank writes one
     try:
-        mine = (job for _, job in hand_out(jobs))
+        mine = (job for _, job in hand_out(jobs)) if ranks.distributed else jobs
         fps = _make_previews(plugin, mine, states, run, scratch if not preview_only else None)
         if not preview_only:
             _refine_all([j for j in jobs if j.stem in fps], states, paths, run, scratch, fps)

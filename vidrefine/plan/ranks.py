@@ -38,6 +38,11 @@ class RankLayout:
                 f"branch{', times the sequence ranks' * ('sequence' in self.mode)}), not "
                 f"{self.ranks}"
             )
+        if self.mode == "guidance" and self.ranks != GUIDANCE_BRANCHES:
+            raise BadInput(
+                f"--parallel {self.mode} uses {GUIDANCE_BRANCHES} ranks, not {self.ranks}; "
+                "use guidance+sequence for more"
+            )
 
     @property
     def guidance_ranks(self) -> int:
