@@ -107,7 +107,7 @@ def test_srt_has_one_well_formed_cue_per_shot_when_a_two_shot_clip_is_captioned(
     assert [c.text for c in read] == [c.text for c in cues]
     assert all(c.text.strip() for c in read)
     assert check_cues(read, 3.0, str(path)) == []  # no gap, no overlap, no empty caption
-    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left over
+    assert not list(tmp_path.glob(".*vidrefine-tmp-*"))  # written atomically, nothing left over
 
 
 def test_caption_is_cut_to_226_t5_tokens_at_a_word_when_the_model_says_more(session):

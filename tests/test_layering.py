@@ -36,7 +36,7 @@ RULES: dict[str, Rule] = {
     "vidrefine.__main__": Rule(only=_v("cli")),
     "vidrefine.errors": Rule(only=(), stdlib_only=True),
     "vidrefine.config": Rule(only=_v("errors"), stdlib_only=True),
-    "vidrefine.captions": Rule(only=_v("errors"), stdlib_only=True),
+    "vidrefine.captions": Rule(only=_v("errors io.atomic"), stdlib_only=True),
     "vidrefine.progress": Rule(only=()),
     "vidrefine.plugins": Rule(only=_v("errors config progress")),
     "vidrefine.presets": Rule(only=_v("config errors plan")),

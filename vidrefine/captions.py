@@ -9,14 +9,13 @@ subtitles). Standard library only, so the CLI and every layer can read one cheap
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from vidrefine.errors import BadInput
+from vidrefine.io.atomic import atomic_output
 
 SIDECAR_SUFFIX = ".captions.srt"
 _TIME = r"(\d+):(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
@@ -167,18 +166,8 @@ def format_srt(cues: Iterable[CaptionCue]) -> str:
 
 def write_captions(path: Path, cues: Iterable[CaptionCue]) -> None:
     """Write `cues` to `path` as SRT, atomically: a temporary file in the folder, then a rename."""
-    path = Path(path)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            out.write(format_srt(cues))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # a file to read and edit: mkstemp made it 0600
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, overwrite=True) as temp:
+        temp.write_text(format_srt(cues), encoding="utf-8", newline="\n")
 
 
 def check_cues(

@@ -124,6 +124,7 @@ def caption_across_ranks(
     from vidrefine.runtime.distributed import barrier, hand_out, init_distributed, rank_device
 
     init_distributed(rank_device().type)
+    shots = shot_finder(config)
     session = None
     try:
         for _, clip in hand_out(clips):
@@ -131,7 +132,6 @@ def caption_across_ranks(
                 session = open_session(
                     name, weights=weights, offline=offline, vram_gb=config.vram_gb, env=env
                 )
-            shots = shot_finder(config)
             caption_clips(session, [clip], output=output, shots=shots, overwrite=overwrite, env=env)
     finally:
         if session is not None:

@@ -24,6 +24,7 @@ from vidrefine.pipeline.preview import Preview, preview_clip
 from vidrefine.pipeline.refine import JobResult, RefineJob
 from vidrefine.pipeline.steps import stage2_caption
 from vidrefine.plan.clip import ClipPlan, SourceFacts, plan_clip
+from vidrefine.plan.windows import WindowPlan
 from vidrefine.progress import Progress
 
 PathLike = str | Path
@@ -89,15 +90,17 @@ class Refiner:
         config = load_config(preset, settings, source=source)
         session = self.session
         other = Refiner(session.paths, config, device=session.device, progress=progress)
-        other.session.states = session.states
-        other.session.models, other.session.placement = session.models, session.placement
+        other.session.share_loaded(session)
         return other
 
     def preview(self, input: PathLike, at_s: float, *, caption: str, folder: PathLike) -> Preview:
         """Refine the one window of `input` that starts at `at_s` (seconds); write the source
         and refined frames as two short clips into `folder` (what the page shows side by side).
         """
-        window_frames = self.plan_file(input).windowing.frames
+        # the window length follows from the settings alone: no probe or shot detection
+        window_frames = WindowPlan(
+            self.config.window_latent, self.config.window_overlap_latent
+        ).frames
 
         def refine(frames: np.ndarray, info: Any) -> Iterator[np.ndarray]:
             return self.stream(frames, caption=caption, fps=info.fps)

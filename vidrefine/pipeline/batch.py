@@ -130,6 +130,13 @@ class StageTwoSession:
         """Fingerprints of the weight files (part of every resume key), taken once a session."""
         return files_identity(self.paths)
 
+    def share_loaded(self, other: StageTwoSession) -> None:
+        """Use `other`'s caption states, loaded models and weight fingerprints: a session on
+        the same weight files with other settings (models reload only if placed otherwise).
+        """
+        self.states, self.models, self.placement = other.states, other.models, other.placement
+        self.__dict__["identity"] = other.identity  # the cached_property's slot, taken once
+
     def refiner(self, placement: ModelPlacement, captions: Sequence[str]) -> ClipRefiner:
         """A refiner whose models follow `placement` and know every caption (already prefixed)."""
         new = [c for c in dict.fromkeys(captions) if c not in self.states]

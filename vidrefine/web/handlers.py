@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 import shutil
-import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from vidrefine.web.captioning import (
     srt_text,
 )
 from vidrefine.web.engine import Engine, clip_facts, facts, planned_shots, shots_text
-from vidrefine.web.jobs import DONE, Job, JobQueue
+from vidrefine.web.jobs import DONE, Job, JobQueue, bug_line
 from vidrefine.web.paths import Folders
 from vidrefine.web.report import job_report
 
@@ -53,12 +51,7 @@ def one_line(func: F) -> F:
         except VidrefineError as exc:
             raise PageError(" ".join(str(exc).split())) from None
         except Exception as exc:
-            traceback.print_exc(file=sys.stderr)  # the stack goes to the server's terminal
-            first = (str(exc).strip().splitlines() or ["(no message)"])[0]
-            raise PageError(
-                f"unexpected {type(exc).__name__}: {first} (this is a bug in vidrefine; the "
-                "server's terminal shows the stack)"
-            ) from None
+            raise PageError(bug_line(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import secrets
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vidrefine.errors import Interrupted, VidrefineError
+from vidrefine.io.atomic import atomic_output
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 ACTIVE = (QUEUED, RUNNING)
@@ -262,14 +264,7 @@ class JobQueue:
         except VidrefineError as exc:
             return FAILED, " ".join(str(exc).split())
         except Exception as exc:  # a bug: one line in the page, the stack on the server
-            import traceback
-
-            traceback.print_exc()
-            first = (str(exc).strip().splitlines() or ["(no message)"])[0]
-            return FAILED, (
-                f"unexpected {type(exc).__name__}: {first} (this is a bug in vidrefine; the "
-                "server's terminal shows the stack)"
-            )
+            return FAILED, bug_line(exc)
         note = f"{reused} windows reused from an earlier run" if reused else ""
         return DONE, note
 
@@ -279,9 +274,8 @@ class JobQueue:
 
     def _changed(self) -> None:
         """Save the list and wake waiters (the lock is held)."""
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([asdict(j) for j in self._ordered()], indent=1))
-        os.replace(tmp, self.state_file)
+        with atomic_output(self.state_file, overwrite=True) as temp:
+            temp.write_text(json.dumps([asdict(j) for j in self._ordered()], indent=1))
         self.lock.notify_all()
 
     def _load(self) -> None:
@@ -302,3 +296,13 @@ class JobQueue:
 
 
 __all__ = ["CANCELLED", "DONE", "FAILED", "QUEUED", "RUNNING", "Job", "JobProgress", "JobQueue"]
+
+
+def bug_line(exc: Exception) -> str:
+    """An unexpected exception as the page's one line; its stack goes to the server's terminal."""
+    traceback.print_exc(file=sys.stderr)
+    first = (str(exc).strip().splitlines() or ["(no message)"])[0]
+    return (
+        f"unexpected {type(exc).__name__}: {first} (this is a bug in vidrefine; the "
+        "server's terminal shows the stack)"
+    )

@@ -7,10 +7,11 @@ they are shown again without measuring anew.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from vidrefine.io.atomic import atomic_output
 
 if TYPE_CHECKING:  # scikit-image, OpenCV and matplotlib load on the first compare
     from vidrefine.quality.compare import CompareResult
@@ -60,9 +61,8 @@ def _write(source: Path, output: Path, report: Path, summary: Path) -> None:
 
     result = compare_clips(source, output)
     page = write_report(result, report, overwrite=True)
-    temp = summary.with_name(f".{summary.name}.tmp")
-    temp.write_text(summary_markdown(result, page), encoding="utf-8")
-    os.replace(temp, summary)
+    with atomic_output(summary, overwrite=True) as temp:
+        temp.write_text(summary_markdown(result, page), encoding="utf-8")
 
 
 __all__ = ["job_report", "summary_markdown"]
