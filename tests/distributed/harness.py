@@ -40,6 +40,12 @@ class RankRun:
     stderr: dict[int, str] = field(default_factory=dict)
     published: dict[int, list[Path]] = field(default_factory=dict)
     died: int | None = None  # the rank the worker killed, if one was
+    threads_at_exit: dict[int, list[str]] = field(default_factory=dict)  # native thread names
+
+    def gloo_threads_at_exit(self) -> dict[int, list[str]]:
+        """Per rank, the gloo threads still alive when it exited (none once shutdown() ran)."""
+        found = {r: [n for n in names if "gloo" in n] for r, names in self.threads_at_exit.items()}
+        return {rank: names for rank, names in found.items() if names}
 
     def publishers(self, path: Path) -> list[int]:
         """The ranks that published `path` (renamed or linked a file into place there)."""
@@ -95,6 +101,10 @@ def torchrun(
         lines = record.read_text().splitlines() if record.is_file() else []
         run.published[rank] = [Path(line) for line in lines]
         record.unlink(missing_ok=True)
+        threads = events / f"threads-rank{rank}.log"
+        if threads.is_file():
+            run.threads_at_exit[rank] = threads.read_text().splitlines()
+            threads.unlink()
     died = events / "died"
     if died.is_file():
         run.died = int(died.read_text())

@@ -109,3 +109,5 @@ def test_batch_killed_on_3_ranks_is_finished_by_2_as_one_process_and_only_rank_0
     assert ("windows:" in rerun.stderr[0]) == any(row["rank"] == 0 for row in rows)
     assert rerun.stdout[1] == ""
     assert "vidrefine" not in rerun.stderr[1].replace("[rank 1] vidrefine", "")
+    # each rank left the process group for good: no gloo thread to tear down at exit
+    assert sorted(rerun.threads_at_exit) == [0, 1] and not rerun.gloo_threads_at_exit()

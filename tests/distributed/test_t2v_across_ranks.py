@@ -58,3 +58,5 @@ def test_two_ranks_make_the_previews_of_one_process_and_one_manifest(
     made_by = {rank: paths for rank, paths in run.published.items() if paths}
     assert set(made_by) == {0, 1}
     assert run.stderr[0].count("vidrefine t2v") == 1 and "vidrefine t2v" not in run.stderr[1]
+    # the T5 tokenizer's import of torch._dynamo did not keep the process group alive past shutdown
+    assert sorted(run.threads_at_exit) == [0, 1] and not run.gloo_threads_at_exit()

@@ -7,10 +7,15 @@ every `os.rename`/`os.replace`/`os.link` whose destination is a video file is ap
 and kills itself with SIGKILL at its first such call (in torchrun's first attempt only, so
 that a restarted group goes on): a rank dying the hard way with one clip's windows in the
 resume store and its output not yet in place.
+
+At exit (after vidrefine's own exit handlers) the worker writes the names of the native threads
+still alive to `threads-rank<RANK>.log`: a process group that `shutdown()` really destroyed
+leaves no gloo thread behind to be torn down while the interpreter finalises.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -47,7 +52,16 @@ def _chosen_to_die(folder: Path) -> bool:
     return True
 
 
+def _record_threads() -> None:
+    """Write the names of this process's native threads, one a line, to the events folder."""
+    tasks = Path("/proc/self/task")
+    names = [(task / "comm").read_text().strip() for task in sorted(tasks.iterdir())]
+    folder = Path(os.environ["VIDREFINE_TEST_EVENTS"])
+    (folder / f"threads-rank{RANK}.log").write_text("\n".join(names) + "\n")
+
+
 if __name__ == "__main__":
+    atexit.register(_record_threads)  # first registered, so it runs after vidrefine's handlers
     sys.addaudithook(_on_event)
     from vidrefine.cli import main
 

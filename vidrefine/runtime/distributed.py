@@ -142,6 +142,7 @@ def init_distributed(device_kind: str = "cpu") -> RankInfo:
     backend = backend_for(device_kind)
     if backend == "nccl":
         torch.cuda.set_device(place.local_rank)
+    _import_dynamo_first()
     store, rank, world_size = next(dist.rendezvous("env://", timeout=_TIMEOUT))
     store.set_timeout(_TIMEOUT)
     dist.init_process_group(
@@ -150,6 +151,17 @@ def init_distributed(device_kind: str = "cpu") -> RankInfo:
     _State.store = dist.PrefixStore(_store_prefix(), store)
     _State.counters = 0
     return rank_info()
+
+
+def _import_dynamo_first() -> None:
+    """Import torch._dynamo before the process group exists.
+
+    Imported later (transformers does when the T5 tokenizer loads), it keeps references to the
+    default group that `destroy_process_group` does not drop: gloo's threads then outlive
+    `shutdown()` and are torn down while the interpreter exits, which now and then aborts a rank
+    ("terminate called without an active exception") after all its work is done.
+    """
+    import torch._dynamo  # noqa: F401
 
 
 def _store_prefix(environ: Mapping[str, str] | None = None) -> str:
