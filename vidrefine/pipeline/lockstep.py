@@ -43,6 +43,7 @@ from vidrefine.plan.clip import ClipPlan
 from vidrefine.plan.ranks import RankLayout, window_rank
 from vidrefine.plan.windows import WindowFrames, slice_windows
 from vidrefine.runtime.device import peak_memory_bytes
+from vidrefine.runtime.distributed import peers_guard
 from vidrefine.runtime.guidance_parallel import ParallelDiT, pass_groups
 
 MODES = ("windows", "guidance", "sequence", "guidance+sequence")
@@ -134,7 +135,8 @@ class Link:
     def recv(self, shape: tuple[int, ...], dtype: torch.dtype, rank: int) -> torch.Tensor:
         """The next tensor group rank `rank` sends this rank (on the CPU)."""
         wire = torch.empty(shape, dtype=dtype, device=self.device)
-        dist.recv(wire, self.peer(rank), group=self.group)
+        with peers_guard():
+            dist.recv(wire, self.peer(rank), group=self.group)
         return wire.cpu()
 
     def agree(self, decide: Callable[[], Any]) -> Any:
@@ -145,7 +147,8 @@ class Link:
                 box[0] = ("value", decide())
             except VidrefineError as exc:
                 box[0] = ("error", exc)
-        dist.broadcast_object_list(box, src=self.peer(0), group=self.group)
+        with peers_guard():
+            dist.broadcast_object_list(box, src=self.peer(0), group=self.group)
         kind, value = box[0]
         if kind == "error":
             raise value
@@ -154,17 +157,20 @@ class Link:
     def total(self, count: int) -> int:
         """The sum of every rank's `count` on rank 0; `count` itself elsewhere."""
         counts: list[Any] = [None] * self.size
-        dist.all_gather_object(counts, count, group=self.group)
+        with peers_guard():
+            dist.all_gather_object(counts, count, group=self.group)
         return sum(counts) if self.rank == 0 else count
 
     def barrier(self) -> None:
         """Wait for every rank of the group."""
-        dist.barrier(group=self.group)
+        with peers_guard():
+            dist.barrier(group=self.group)
 
     def finish(self) -> None:
         """Wait until every tensor this rank sent has arrived, then for every rank."""
-        for work, _ in self.pending:
-            work.wait()
+        with peers_guard():
+            for work, _ in self.pending:
+                work.wait()
         self.pending.clear()
         self.barrier()
 

@@ -74,7 +74,7 @@ class RankLost(VidrefineError):
 
 
 @contextmanager
-def _peers() -> Iterator[None]:
+def peers_guard() -> Iterator[None]:
     """Turn a collective that fails because a peer went away into one RankLost line."""
     try:
         yield
@@ -211,7 +211,7 @@ def barrier() -> None:
     """Wait for every rank (a no-op in a single process)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         nccl = dist.get_backend() == "nccl"  # NCCL wants the device it synchronises on
-        with _peers():
+        with peers_guard():
             dist.barrier(device_ids=[torch.cuda.current_device()] if nccl else None)
 
 
@@ -223,7 +223,7 @@ def gather_to_main(value: T) -> list[T] | None:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return [value]
     values: list[T] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None  # type: ignore[list-item]
-    with _peers():
+    with peers_guard():
         dist.gather_object(value, values, dst=0)
     return values
 
@@ -233,7 +233,7 @@ def all_gather(value: T) -> list[T]:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return [value]
     values: list[T] = [None] * dist.get_world_size()  # type: ignore[list-item]
-    with _peers():
+    with peers_guard():
         dist.all_gather_object(values, value)
     return values
 
@@ -274,7 +274,7 @@ def hand_out(items: Sequence[T]) -> Iterator[tuple[int, T]]:
 
 def _next(key: str) -> int:
     """The next index the counter `key` hands out (0, 1, 2, ... across all ranks)."""
-    with _peers():
+    with peers_guard():
         return _State.store.add(key, 1) - 1
 
 

@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from vidrefine.errors import BadInput
+from vidrefine.runtime.distributed import peers_guard
 from vidrefine.runtime.sequence_parallel import sequence_forward
 
 BRANCHES = 2
@@ -75,7 +76,8 @@ class ParallelDiT(nn.Module):
         out = self._pass(x[rows], _rows(timestep_index, rows, x.shape[0]), context[rows], mine)
         out = out.contiguous()
         parts = [torch.empty_like(out) for _ in range(BRANCHES)]
-        dist.all_gather(parts, out, group=group)  # the one collective of guidance, per pass
+        with peers_guard():
+            dist.all_gather(parts, out, group=group)  # the one collective of guidance, per pass
         return torch.cat(parts)
 
     def _pass(self, x, timestep_index, context, conditions) -> torch.Tensor:

@@ -23,6 +23,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from vidrefine.runtime.distributed import peers_guard
+
 Shape = tuple[int, ...]
 
 
@@ -51,8 +53,9 @@ def exchange(
         ops.append(dist.P2POp(dist.isend, sends[peer].contiguous(), other, group))
         ops.append(dist.P2POp(dist.irecv, received[peer], other, group))
     if ops:
-        for work in dist.batch_isend_irecv(ops):
-            work.wait()
+        with peers_guard():
+            for work in dist.batch_isend_irecv(ops):
+                work.wait()
     return received
 
 
