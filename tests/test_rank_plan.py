@@ -94,3 +94,25 @@ def test_info_plan_shows_which_rank_refines_which_window_when_given_ranks(tmp_pa
     assert len(ranks) >= 2 and ranks == [i % 2 for i in range(len(ranks))]
     code, text = run_cli([*args, "--parallel", "sequence", "--json"])
     assert "sequence exchange buffers" in json.loads(text)["memory"]["parts_gb"]
+
+
+def test_clips_left_by_a_rerun_are_laid_out_for_their_number_when_auto_keeping_the_numbers():
+    import torch
+
+    from vidrefine.pipeline.batch import BatchPlans
+
+    sources = [SourceFacts((480, 640), n, Fraction(24), Fraction(1, 24)) for n in (90, 49, 200)]
+    batch = BatchPlans(tuple(sources), "auto", ranks=3)
+    config, cpu = RunConfig(size="480p"), torch.device("cpu")
+    first = batch.plan(config, cpu)
+    assert {plan.layout for plan in first} == {RankLayout("files", 3)}
+    rest = batch.subset([0, 2]).plan(config, cpu, placed=first[0])
+    assert {plan.layout for plan in rest} == {RankLayout("windows", 3)}
+    assert [w.rank for w in rest[1].windows] == [i % 3 for i in range(len(rest[1].windows))]
+    for again, plan in zip(rest, (first[0], first[2]), strict=True):  # what the resume key reads
+        assert (again.geometry, again.vae, again.memory, again.models) == (
+            plan.geometry,
+            plan.vae,
+            plan.memory,
+            plan.models,
+        )

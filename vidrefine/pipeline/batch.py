@@ -4,6 +4,7 @@ encoded once, a failing clip reported while the others go on, a finished clip sk
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,8 +39,8 @@ from vidrefine.pipeline.scaleout import (
 )
 from vidrefine.pipeline.shots import check_captions, clip_source
 from vidrefine.pipeline.steps import stage2_caption
-from vidrefine.plan.clip import ClipPlan, ModelPlacement, plan_batch
-from vidrefine.plan.ranks import RankLayout, layout_for
+from vidrefine.plan.clip import ClipPlan, ModelPlacement, SourceFacts, plan_batch, plan_clip
+from vidrefine.plan.ranks import layout_for
 from vidrefine.progress import NullProgress, Progress
 from vidrefine.runtime.distributed import barrier, init_distributed, rank_device, rank_info
 
@@ -85,19 +86,44 @@ def prepare_jobs(jobs: Sequence[RefineJob], *, overwrite: bool) -> list[ClipJob 
     return probe_jobs(jobs)
 
 
-def plan_jobs(
-    clips: Sequence[ClipJob],
-    config: RunConfig,
-    device: torch.device,
-    layout: RankLayout | None = None,
-) -> tuple[ClipPlan, ...]:
-    """One plan per clip, all with the model placement the largest needs (DoesNotFit stops).
+@dataclass(frozen=True)
+class BatchPlans:
+    """A batch's clips as the planner sees them (shots detected once) and the ranks they share.
 
-    Shots are detected here, once per clip, when the config asks for them. `layout`: the ranks
-    sharing each clip (windows per rank, memory per rank; `plan.ranks`).
+    A rerun plans the clips still to refine again, for how many they are: with fewer clips left
+    than ranks, "auto" lays them out as windows instead of files. The model placement stays the
+    whole batch's, so each clip's resume key is the one its first run had.
     """
-    sources = [clip_source(clip.info, config) for clip in clips]
-    return plan_batch(sources, config, device_facts(device), layout)
+
+    sources: tuple[SourceFacts, ...]
+    parallel: str  # a PARALLEL_MODES name
+    ranks: int
+
+    @classmethod
+    def of(cls, clips: Sequence[ClipJob], config: RunConfig, parallel: str) -> BatchPlans:
+        """Shots are detected here, once per clip, when the config asks for them."""
+        sources = tuple(clip_source(clip.info, config) for clip in clips)
+        return cls(sources, check_parallel(parallel), rank_info().world_size)
+
+    def plan(
+        self, config: RunConfig, device: torch.device, placed: ClipPlan | None = None
+    ) -> tuple[ClipPlan, ...]:
+        """Every clip's plan, all with the model placement the largest needs (DoesNotFit stops
+        here); with `placed`, a plan of this batch's, keeping its model placement.
+        """
+        layout = layout_for(self.parallel, self.ranks, len(self.sources))
+        facts = device_facts(device)
+        if placed is None:
+            return plan_batch(self.sources, config, facts, layout)
+        offload = placed.models.offload
+        return tuple(
+            plan_clip(source, config, facts, offload=offload, layout=layout)
+            for source in self.sources
+        )
+
+    def subset(self, picked: Sequence[int]) -> BatchPlans:
+        """The clips `picked` (indices) of this batch."""
+        return dataclasses.replace(self, sources=tuple(self.sources[i] for i in picked))
 
 
 class StageTwoSession:
@@ -183,32 +209,43 @@ class StageTwoSession:
         clips = [job for job in jobs if isinstance(job, ClipJob)]
         if not clips:
             return list(jobs)  # type: ignore[arg-type]
-        layout = layout_for(check_parallel(parallel), rank_info().world_size, len(clips))
-        plans = plan_jobs(clips, self.config, self.device, layout)  # DoesNotFit: before loading
-        outcomes: dict[int, JobResult | JobFailure] = {}
-        todo: list[tuple[ClipJob, ClipPlan, str]] = []
-        for clip, plan in zip(clips, plans, strict=True):
-            key = file_job_key(self.config, clip.job, plan, self.identity)
-            done = finished_output(clip.job, plan, key, overwrite=overwrite, progress=self.progress)
-            if done is not None:
-                outcomes[id(clip)] = done
-            else:
-                todo.append((clip, plan, key))
+        batch = BatchPlans.of(clips, self.config, parallel)
+        plans = batch.plan(self.config, self.device)  # DoesNotFit: before any loading
+        outcomes = self._finished(clips, plans, overwrite)
+        left = [i for i, clip in enumerate(clips) if id(clip) not in outcomes]
         init_distributed(self.device.type)
         barrier()  # every rank has looked at the outputs before any rank writes one
         self.rank_reports = []
-        if todo:
+        if left:
+            if len(left) < len(clips):  # laid out for the clips left
+                plans = batch.subset(left).plan(self.config, self.device, placed=plans[0])
+            todo = [(clips[i], p, self._key(clips[i], p)) for i, p in zip(left, plans, strict=True)]
             captions = [
                 stage2_caption(self.config, caption)
                 for clip, plan, _ in todo
                 for caption in clip.job.shot_captions(plan)
             ]
             refiner = self.refiner(plans[0].models, captions)
-            done = self._refine_pending(refiner, todo, overwrite, resume, parallel)
+            done = self._refine_pending(refiner, todo, overwrite, resume, batch.parallel)
             outcomes |= {
                 id(clip): outcome for (clip, _, _), outcome in zip(todo, done, strict=True)
             }
         return [outcomes.get(id(job), job) for job in jobs]  # type: ignore[misc]
+
+    def _finished(
+        self, clips: Sequence[ClipJob], plans: Sequence[ClipPlan], overwrite: bool
+    ) -> dict[int, JobResult | JobFailure]:
+        """Skipped results of the clips whose output this very job made already, by id(clip)."""
+        outcomes: dict[int, JobResult | JobFailure] = {}
+        for clip, plan in zip(clips, plans, strict=True):
+            key = self._key(clip, plan)
+            done = finished_output(clip.job, plan, key, overwrite=overwrite, progress=self.progress)
+            if done is not None:
+                outcomes[id(clip)] = done
+        return outcomes
+
+    def _key(self, clip: ClipJob, plan: ClipPlan) -> str:
+        return file_job_key(self.config, clip.job, plan, self.identity)
 
     def _refine_pending(
         self,
