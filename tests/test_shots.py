@@ -96,6 +96,21 @@ def test_no_cut_is_found_when_the_camera_pans_or_the_picture_fades(tmp_path, foo
     assert cuts_of(write_clip(tmp_path / f"{footage}.mp4", frames)) == ()
 
 
+def test_planned_shots_follow_the_file_when_a_clip_is_replaced_at_the_same_path(
+    cut_clip: Path, tmp_path: Path
+) -> None:
+    from vidrefine.pipeline.shots import planned_shots
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(cut_clip.read_bytes())
+    config = RunConfig(shots=True)
+    assert len(planned_shots(probe(clip), config)) == 3
+    assert planned_shots(probe(clip), config) == planned_shots(probe(clip), config)
+    write_clip(clip, scene(4, 60, 2.0))  # the same name, another file: one shot, no cut
+    assert [(s.start_frame, s.end_frame) for s in planned_shots(probe(clip), config)] == [(0, 60)]
+    assert planned_shots(probe(clip), RunConfig(shots=False)) is None
+
+
 def test_short_shots_join_a_neighbour_when_shots_are_planned() -> None:
     shots = plan_shots((37, 40, 80, 107), 110, Fraction(FPS))  # a 3-frame flash, a 3-frame tail
     # the flash (37-39) joins the shot after it, the tail (107-109) the shot before

@@ -44,20 +44,10 @@ def shot_finder(config: RunConfig) -> Callable[[Path], Sequence[ShotSpan] | None
     `vidrefine.io.shots`, shots by `vidrefine.plan.shots`), or None (the whole clip as one
     shot) when `config` turns detection off.
     """
-    if not config.shots:
-        return lambda _: None
     from vidrefine.io.probe import probe
-    from vidrefine.io.shots import detect_cuts
-    from vidrefine.plan.shots import MIN_SHOT_FRAMES, plan_shots
+    from vidrefine.pipeline.shots import planned_shots
 
-    def shots(clip: Path) -> Sequence[ShotSpan]:
-        info = probe(clip)
-        cuts = detect_cuts(
-            clip, info, threshold=config.cut_threshold, min_shot_frames=MIN_SHOT_FRAMES
-        )
-        return plan_shots(cuts, info.frame_count, info.fps)
-
-    return shots
+    return lambda clip: planned_shots(probe(clip), config)
 
 
 def open_session(

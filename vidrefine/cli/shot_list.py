@@ -14,18 +14,6 @@ if TYPE_CHECKING:
     from vidrefine.plan.shots import Shot
 
 
-def find_shots(info: MediaInfo, config: RunConfig) -> tuple[Shot, ...]:
-    """The planned shots of the probed clip: cuts detected (whatever `config.shots` says), then
-    short shots merged as the plan merges them.
-    """
-    from vidrefine.config import replace
-    from vidrefine.pipeline.shots import clip_source
-    from vidrefine.plan.shots import plan_shots
-
-    source = clip_source(info, replace(config, shots=True))
-    return plan_shots(source.cuts, source.frame_count, source.fps)
-
-
 def shot_dict(shot: Shot) -> dict[str, int | float]:
     """One shot for `--json` (end exclusive, times in seconds)."""
     return {
@@ -38,7 +26,10 @@ def shot_dict(shot: Shot) -> dict[str, int | float]:
 
 def print_shots(info: MediaInfo, config: RunConfig, env: Environment, *, as_json: bool) -> None:
     """Detect and print the shots of `info`'s clip: the probe's JSON plus "shots", or a table."""
-    shots = find_shots(info, config)
+    from vidrefine.config import replace
+    from vidrefine.pipeline.shots import planned_shots
+
+    shots = planned_shots(info, replace(config, shots=True)) or ()  # cuts whatever the preset says
     if as_json:
         data = {**info.to_dict(), "shots": [shot_dict(shot) for shot in shots]}
         click.echo(json.dumps(data, indent=2))

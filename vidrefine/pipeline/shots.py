@@ -15,7 +15,7 @@ from vidrefine.io.probe import MediaInfo
 from vidrefine.io.shots import detect_cuts
 from vidrefine.pipeline.refine import RefineJob
 from vidrefine.plan.clip import SourceFacts
-from vidrefine.plan.shots import MIN_SHOT_FRAMES
+from vidrefine.plan.shots import MIN_SHOT_FRAMES, Shot, plan_shots
 
 FALLBACK_FPS = 25.0  # for a clip whose probe found no frame rate
 
@@ -27,14 +27,37 @@ class CaptionsWarning(UserWarning):
 def clip_source(info: MediaInfo, config: RunConfig) -> SourceFacts:
     """The planning facts of a probed clip, with its hard cuts when `config.shots` is on.
 
-    Detection decodes the clip once (a small fraction of one window's refinement).
+    Detection decodes the clip once (a small fraction of one window's refinement); the cuts are
+    kept for the process, so captioning and then refining a clip (`--caption auto`, the web
+    page) decode it for them once.
     """
     if not config.shots:
         return SourceFacts.of_media(info)
-    cuts = detect_cuts(
-        info.path, info, threshold=config.cut_threshold, min_shot_frames=MIN_SHOT_FRAMES
-    )
-    return SourceFacts.of_media(info, cuts)
+    return SourceFacts.of_media(info, _cuts(info, config.cut_threshold))
+
+
+def planned_shots(info: MediaInfo, config: RunConfig) -> tuple[Shot, ...] | None:
+    """The shots `upscale` refines the probed clip in, cut as `config` says (`shots`,
+    `cut_threshold`); None when `config` turns detection off (the clip is one run of windows).
+    """
+    if not config.shots:
+        return None
+    source = clip_source(info, config)
+    return plan_shots(source.cuts, source.frame_count, source.fps)
+
+
+_CUTS: dict[tuple, tuple[int, ...]] = {}
+
+
+def _cuts(info: MediaInfo, threshold: float) -> tuple[int, ...]:
+    """`detect_cuts` of the clip, once per file version and threshold in this process."""
+    stat = info.path.stat()
+    key = (str(info.path.resolve()), stat.st_size, stat.st_mtime_ns, threshold)
+    if key not in _CUTS:
+        _CUTS[key] = detect_cuts(
+            info.path, info, threshold=threshold, min_shot_frames=MIN_SHOT_FRAMES
+        )
+    return _CUTS[key]
 
 
 def check_captions(job: RefineJob, info: MediaInfo) -> None:

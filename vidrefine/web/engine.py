@@ -19,8 +19,8 @@ from vidrefine.config import RunConfig
 from vidrefine.io.probe import MediaInfo, probe
 from vidrefine.pipeline.api import Refiner
 from vidrefine.pipeline.preview import Preview
-from vidrefine.pipeline.shots import clip_source
-from vidrefine.plan.shots import Shot, plan_shots
+from vidrefine.pipeline.shots import planned_shots
+from vidrefine.plan.shots import Shot
 from vidrefine.presets import load_config
 from vidrefine.progress import Progress
 from vidrefine.web.jobs import Job, JobProgress
@@ -137,16 +137,6 @@ class Engine:
         return [job.preview for job in jobs]
 
 
-def planned_shots(info: MediaInfo, config: RunConfig) -> tuple[Shot, ...] | None:
-    """The shots `upscale` refines the probed clip in, cut as `config` says (`shots`,
-    `cut_threshold`); None when `config` turns detection off (the clip is one run of windows).
-    """
-    if not config.shots:
-        return None
-    source = clip_source(info, config)
-    return plan_shots(source.cuts, source.frame_count, source.fps)
-
-
 def shots_text(shots: tuple[Shot, ...] | None) -> str:
     """'3 shots (cuts at 2.40 s, 5.00 s)', '1 shot', or why there are none."""
     if shots is None:
@@ -172,4 +162,4 @@ def clip_facts(clip: Path) -> tuple[MediaInfo, str]:
     return info, facts(info)
 
 
-__all__ = ["SETTING_KEYS", "Engine", "clip_facts", "facts", "planned_shots", "shots_text"]
+__all__ = ["SETTING_KEYS", "Engine", "clip_facts", "facts", "shots_text"]

@@ -17,6 +17,7 @@ from vidrefine.captions import Captions, sidecar_captions
 from vidrefine.config import RunConfig
 from vidrefine.errors import VidrefineError
 from vidrefine.io.probe import probe
+from vidrefine.pipeline.shots import planned_shots
 from vidrefine.presets import available_presets, load_config
 from vidrefine.web.captioning import (
     CAPTIONS_FILE,
@@ -26,7 +27,7 @@ from vidrefine.web.captioning import (
     save_captions,
     srt_text,
 )
-from vidrefine.web.engine import Engine, clip_facts, facts, planned_shots, shots_text
+from vidrefine.web.engine import Engine, clip_facts, facts, shots_text
 from vidrefine.web.jobs import DONE, Job, JobQueue, bug_line
 from vidrefine.web.paths import Folders
 from vidrefine.web.report import job_report
