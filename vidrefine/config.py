@@ -222,6 +222,13 @@ class RunConfig:
 Check = Callable[[Any], "str | None"]
 
 
+def resolve_precision(name: str, device_kind: str) -> str:
+    """A precision knob resolved for a device kind: "auto" is bf16 on "cuda", fp32 elsewhere."""
+    if name != "auto":
+        return name
+    return "bf16" if device_kind == "cuda" else "fp32"
+
+
 def _one_of(*choices: str) -> Check:
     return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
 

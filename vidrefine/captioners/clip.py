@@ -17,6 +17,7 @@ import torch
 from vidrefine.captioners import DEFAULT_CAPTIONER, Captioner, create_captioner
 from vidrefine.captioners.trim import one_paragraph, t5_token_counter, trim_to_tokens
 from vidrefine.captions import CaptionCue, sidecar_captions, write_captions
+from vidrefine.config import resolve_precision
 from vidrefine.errors import OutputExists
 from vidrefine.io.probe import MediaInfo, probe
 from vidrefine.io.reader import read_chunks
@@ -138,8 +139,7 @@ class CaptionSession:
         wanted = [BY_KEY[key] for key in captioner.required_weights] + [T5]
         paths = resolve(wanted, weights_dir=weights_dir, offline=offline, announce=announce)
         device = device or pick_device()
-        if dtype == "auto":
-            dtype = "bf16" if device.type == "cuda" else "fp32"
+        dtype = resolve_precision(dtype, device.type)
         found = {key: paths[BY_KEY[key].name] for key in captioner.required_weights}
         count = t5_token_counter(paths[T5.name])
         captioner.load(found, device=device, dtype=dtype)

@@ -182,6 +182,8 @@ class Qwen3VLCaptioner:
         from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
         from transformers.utils import logging as hf_logging
 
+        from vidrefine.runtime.device import torch_dtype
+
         hf_logging.disable_progress_bar()
         folder = Path(paths[WEIGHTS_KEY])
         if not (folder / "config.json").is_file():
@@ -189,11 +191,10 @@ class Qwen3VLCaptioner:
                 f"captioner folder {folder} has no config.json; fetch it with "
                 "`vidrefine download --only captioner`"
             )
-        torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             self._model = Qwen3VLForConditionalGeneration.from_pretrained(
-                folder, dtype=torch_dtype[dtype], local_files_only=True
+                folder, dtype=torch_dtype(dtype), local_files_only=True
             )
         except (OSError, ValueError) as exc:
             raise BadCheckpoint(

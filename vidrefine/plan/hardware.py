@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vidrefine.config import resolve_precision
+
 HOST_VAE_SHARE = 0.5  # without a GPU the VAE may plan for half of the host's memory
 
 
@@ -26,9 +28,7 @@ class DeviceFacts:
 
     def precision(self, name: str) -> str:
         """A config precision resolved for this device: "auto" is bf16 on CUDA, fp32 elsewhere."""
-        if name != "auto":
-            return name
-        return "bf16" if self.kind == "cuda" else "fp32"
+        return resolve_precision(name, self.kind)
 
 
 CPU = DeviceFacts("cpu", "cpu", None, 16.0)  # for tests and examples: a 16 GB host, no GPU
