@@ -106,7 +106,7 @@ def test_clips_left_by_a_rerun_are_laid_out_for_their_number_when_auto_keeping_t
     config, cpu = RunConfig(size="480p"), torch.device("cpu")
     first = batch.plan(config, cpu)
     assert {plan.layout for plan in first} == {RankLayout("files", 3)}
-    rest = batch.subset([0, 2]).plan(config, cpu, placed=first[0])
+    rest = batch.subset([0, 2]).plan(config, cpu, first[0].models.offload)
     assert {plan.layout for plan in rest} == {RankLayout("windows", 3)}
     assert [w.rank for w in rest[1].windows] == [i % 3 for i in range(len(rest[1].windows))]
     for again, plan in zip(rest, (first[0], first[2]), strict=True):  # what the resume key reads

@@ -39,7 +39,7 @@ from vidrefine.pipeline.scaleout import (
 )
 from vidrefine.pipeline.shots import check_captions, clip_source
 from vidrefine.pipeline.steps import stage2_caption
-from vidrefine.plan.clip import ClipPlan, ModelPlacement, SourceFacts, plan_batch, plan_clip
+from vidrefine.plan.clip import ClipPlan, ModelPlacement, SourceFacts, plan_batch
 from vidrefine.plan.ranks import layout_for
 from vidrefine.progress import NullProgress, Progress
 from vidrefine.runtime.distributed import barrier, init_distributed, rank_device, rank_info
@@ -92,7 +92,8 @@ class BatchPlans:
 
     A rerun plans the clips still to refine again, for how many they are: with fewer clips left
     than ranks, "auto" lays them out as windows instead of files. The model placement stays the
-    whole batch's, so each clip's resume key is the one its first run had.
+    whole batch's (and files and windows plan the same memory), so the resume keys of the whole
+    batch's plans still hold.
     """
 
     sources: tuple[SourceFacts, ...]
@@ -106,20 +107,13 @@ class BatchPlans:
         return cls(sources, check_parallel(parallel), rank_info().world_size)
 
     def plan(
-        self, config: RunConfig, device: torch.device, placed: ClipPlan | None = None
+        self, config: RunConfig, device: torch.device, offload: str | None = None
     ) -> tuple[ClipPlan, ...]:
         """Every clip's plan, all with the model placement the largest needs (DoesNotFit stops
-        here); with `placed`, a plan of this batch's, keeping its model placement.
+        here), or with the streaming choice `offload` (`plan_batch`).
         """
         layout = layout_for(self.parallel, self.ranks, len(self.sources))
-        facts = device_facts(device)
-        if placed is None:
-            return plan_batch(self.sources, config, facts, layout)
-        offload = placed.models.offload
-        return tuple(
-            plan_clip(source, config, facts, offload=offload, layout=layout)
-            for source in self.sources
-        )
+        return plan_batch(self.sources, config, device_facts(device), layout, offload)
 
     def subset(self, picked: Sequence[int]) -> BatchPlans:
         """The clips `picked` (indices) of this batch."""
@@ -211,15 +205,17 @@ class StageTwoSession:
             return list(jobs)  # type: ignore[arg-type]
         batch = BatchPlans.of(clips, self.config, parallel)
         plans = batch.plan(self.config, self.device)  # DoesNotFit: before any loading
-        outcomes = self._finished(clips, plans, overwrite)
+        keys = [self._key(clip, plan) for clip, plan in zip(clips, plans, strict=True)]
+        outcomes = self._finished(clips, plans, keys, overwrite)
         left = [i for i, clip in enumerate(clips) if id(clip) not in outcomes]
         init_distributed(self.device.type)
         barrier()  # every rank has looked at the outputs before any rank writes one
         self.rank_reports = []
         if left:
-            if len(left) < len(clips):  # laid out for the clips left
-                plans = batch.subset(left).plan(self.config, self.device, placed=plans[0])
-            todo = [(clips[i], p, self._key(clips[i], p)) for i, p in zip(left, plans, strict=True)]
+            if len(left) < len(clips):  # laid out for the clips left; the keys stay
+                offload = plans[0].models.offload
+                plans = batch.subset(left).plan(self.config, self.device, offload)
+            todo = [(clips[i], plan, keys[i]) for i, plan in zip(left, plans, strict=True)]
             captions = [
                 stage2_caption(self.config, caption)
                 for clip, plan, _ in todo
@@ -233,12 +229,15 @@ class StageTwoSession:
         return [outcomes.get(id(job), job) for job in jobs]  # type: ignore[misc]
 
     def _finished(
-        self, clips: Sequence[ClipJob], plans: Sequence[ClipPlan], overwrite: bool
+        self,
+        clips: Sequence[ClipJob],
+        plans: Sequence[ClipPlan],
+        keys: Sequence[str],
+        overwrite: bool,
     ) -> dict[int, JobResult | JobFailure]:
         """Skipped results of the clips whose output this very job made already, by id(clip)."""
         outcomes: dict[int, JobResult | JobFailure] = {}
-        for clip, plan in zip(clips, plans, strict=True):
-            key = self._key(clip, plan)
+        for clip, plan, key in zip(clips, plans, keys, strict=True):
             done = finished_output(clip.job, plan, key, overwrite=overwrite, progress=self.progress)
             if done is not None:
                 outcomes[id(clip)] = done

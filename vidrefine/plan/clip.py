@@ -172,15 +172,18 @@ def plan_batch(
     config: RunConfig,
     device: DeviceFacts,
     layout: RankLayout | None = None,
+    offload: str | None = None,
 ) -> tuple[ClipPlan, ...]:
     """One plan per clip, all with the model placement the most demanding clip needs (the
-    models of a batch are loaded once); `layout`: the ranks sharing each clip.
+    models of a batch are loaded once); `layout`: the ranks sharing each clip; `offload` fixes
+    the streaming choice instead (a rerun's clips keep their batch's).
     """
-    alone = [plan_clip(source, config, device, layout=layout) for source in sources]
-    if len({plan.models for plan in alone}) <= 1:
-        return tuple(alone)
-    neediest = max(alone, key=lambda plan: (plan.models.offload == "layer", plan.memory.tokens))
-    offload = neediest.models.offload
+    if offload is None:
+        alone = [plan_clip(source, config, device, layout=layout) for source in sources]
+        if len({plan.models for plan in alone}) <= 1:
+            return tuple(alone)
+        needy = max(alone, key=lambda plan: (plan.models.offload == "layer", plan.memory.tokens))
+        offload = needy.models.offload
     return tuple(
         plan_clip(source, config, device, offload=offload, layout=layout) for source in sources
     )
