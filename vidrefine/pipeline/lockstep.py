@@ -40,13 +40,13 @@ from vidrefine.pipeline.refine import (
 from vidrefine.pipeline.resume import JobStore
 from vidrefine.pipeline.steps import stage2_caption
 from vidrefine.plan.clip import ClipPlan
-from vidrefine.plan.ranks import RankLayout, window_rank
+from vidrefine.plan.ranks import LAYOUT_MODES, RankLayout, window_rank
 from vidrefine.plan.windows import WindowFrames, slice_windows
 from vidrefine.runtime.device import peak_memory_bytes
-from vidrefine.runtime.distributed import peers_guard
+from vidrefine.runtime.distributed import all_gather, barrier, global_rank, peers_guard
 from vidrefine.runtime.guidance_parallel import ParallelDiT, pass_groups
 
-MODES = ("windows", "guidance", "sequence", "guidance+sequence")
+MODES = tuple(mode for mode in LAYOUT_MODES if mode != "files")  # every rank on one clip
 Pieces = Iterator[tuple[np.ndarray, np.ndarray]]
 
 
@@ -82,7 +82,7 @@ def refine_across_ranks(
         return done
     store: Any = JobStore(key, warn=refiner.progress.warn)
     if mode != "windows":
-        refiner, store = _split_refiner(refiner, mode, link), _MainStore(store, link)
+        refiner, store = split_refiner(refiner, mode), _MainStore(store, link)
     if not resume and link.rank == 0:
         store.clear()
     link.barrier()  # nobody keeps a window before a fresh start has cleared the store
@@ -125,7 +125,7 @@ class Link:
 
     def peer(self, rank: int) -> int:
         """Global rank of group rank `rank`."""
-        return rank if self.group is None else dist.get_global_rank(self.group, rank)
+        return global_rank(self.group, rank)
 
     def send(self, tensor: torch.Tensor, rank: int) -> None:
         """Send `tensor` to group rank `rank` without waiting (completed by `finish`)."""
@@ -156,15 +156,12 @@ class Link:
 
     def total(self, count: int) -> int:
         """The sum of every rank's `count` on rank 0; `count` itself elsewhere."""
-        counts: list[Any] = [None] * self.size
-        with peers_guard():
-            dist.all_gather_object(counts, count, group=self.group)
+        counts = all_gather(count, self.group)
         return sum(counts) if self.rank == 0 else count
 
     def barrier(self) -> None:
         """Wait for every rank of the group."""
-        with peers_guard():
-            dist.barrier(group=self.group)
+        barrier(self.group)
 
     def finish(self) -> None:
         """Wait until every tensor this rank sent has arrived, then for every rank."""
@@ -193,9 +190,16 @@ class _MainStore:
             self.store.clear()
 
 
-def _split_refiner(refiner: ClipRefiner, mode: str, link: Link) -> ClipRefiner:
-    """A refiner whose DiT passes are split over the ranks as `mode` says (2 x k ranks)."""
-    layout = RankLayout(mode, link.size)  # BadInput for a world the mode cannot use
+def split_refiner(refiner: ClipRefiner, mode: str) -> ClipRefiner:
+    """A refiner whose DiT passes are split over every rank as `mode` says (2 x k ranks);
+    `refiner` itself when it is one already.
+
+    Building one creates process groups (collectively, on every rank), which live until the
+    process group is destroyed: make it once for a batch (`scaleout.lockstep_refiner` does).
+    """
+    if isinstance(refiner.models.dit, ParallelDiT):
+        return refiner
+    layout = RankLayout(mode, dist.get_world_size())  # BadInput for a world the mode cannot use
     groups = pass_groups(layout.guidance_ranks, layout.sequence_ranks)
     dit = ParallelDiT(refiner.models.dit, groups)
     return ClipRefiner(
@@ -346,4 +350,4 @@ class _Handover:
         self.defer = False
         made = 0 if self.trajectory is None else len(self.trajectory)
         for index in range(self.sent, made):
-            self(index, self.trajectory[index].cpu())
+            self(index, self.trajectory[index])

@@ -17,10 +17,10 @@ from typing import Any
 
 from vidrefine.errors import BadInput
 from vidrefine.plan.clip import ClipPlan
-from vidrefine.plan.ranks import layout_for
+from vidrefine.plan.ranks import LAYOUT_MODES, layout_for
 from vidrefine.runtime.distributed import all_gather, hand_out, rank_info
 
-PARALLEL_MODES = ("auto", "files", "windows", "guidance", "sequence", "guidance+sequence")
+PARALLEL_MODES = ("auto", *LAYOUT_MODES)
 
 # One pending clip: (ClipJob, its plan, its resume key); its outcome: JobResult or JobFailure.
 Pending = tuple[Any, ClipPlan, str]
@@ -119,13 +119,20 @@ def _report(rank: int, worked: Any, written: Any, seconds: float) -> RankReport:
 
 
 def lockstep_refiner(refiner: Any, *, overwrite: bool, resume: bool) -> Lockstep:
-    """A `lockstep` for `refine_pending`: every rank on one clip (vidrefine.pipeline.lockstep)."""
+    """A `lockstep` for `refine_pending`: every rank on one clip (vidrefine.pipeline.lockstep).
+
+    The split refiner of the guidance and sequence modes (its process groups) is made on the
+    first clip and serves the batch's other clips.
+    """
+    split: dict[str, Any] = {}
 
     def refine(clip: Any, plan: ClipPlan, key: str, mode: str) -> Any:
-        from vidrefine.pipeline.lockstep import refine_across_ranks  # the lockstep modes only
+        from vidrefine.pipeline.lockstep import refine_across_ranks, split_refiner
 
+        if mode != "windows" and mode not in split:
+            split[mode] = split_refiner(refiner, mode)
         return refine_across_ranks(
-            refiner,
+            split.get(mode, refiner),
             clip.job,
             plan,
             clip.info,

@@ -120,12 +120,6 @@ def plan_timing(source: SourceFacts, config: RunConfig) -> OutputTiming:
     return OutputTiming(source.time_base, source.fps, True, config.audio)
 
 
-def plan_placement(config: RunConfig, device: DeviceFacts, offload: str) -> ModelPlacement:
-    """Precisions resolved for the device, with the memory plan's offload."""
-    dtype, vae_dtype = device.precision(config.dtype), device.precision(config.vae_dtype)
-    return ModelPlacement(dtype, vae_dtype, offload, config.compile)
-
-
 def plan_clip(
     source: SourceFacts,
     config: RunConfig,
@@ -147,10 +141,17 @@ def plan_clip(
     windowing = WindowPlan(config.window_latent, config.window_overlap_latent)
     dtype, vae_dtype = device.precision(config.dtype), device.precision(config.vae_dtype)
     inputs = MemoryInputs(
-        geometry, config.window_latent, dtype, vae_dtype, device, stage1, captioner_gb=captioner_gb
+        geometry,
+        config.window_latent,
+        dtype,
+        vae_dtype,
+        device,
+        stage1,
+        captioner_gb=captioner_gb,
+        guidance_ranks=layout.guidance_ranks,
+        sequence_ranks=layout.sequence_ranks,
     )
-    ranks = {"guidance_ranks": layout.guidance_ranks, "sequence_ranks": layout.sequence_ranks}
-    memory = plan_memory(config, dataclasses.replace(inputs, **ranks), offload=offload)
+    memory = plan_memory(config, inputs, offload=offload)
     shots = plan_shots(source.cuts if config.shots else (), source.frame_count, source.fps)
     starts = [shot.start_frame for shot in shots]
     return ClipPlan(
@@ -160,7 +161,7 @@ def plan_clip(
         windowing=windowing,
         windows=assign_windows(windowing.windows(source.frame_count, starts), layout),
         memory=memory,
-        models=plan_placement(config, device, memory.offload),
+        models=ModelPlacement(dtype, vae_dtype, memory.offload, config.compile),
         timing=plan_timing(source, config),
         layout=layout,
         shots=shots,

@@ -188,13 +188,6 @@ def rank_info() -> RankInfo:
     return RankInfo(dist.get_rank(), dist.get_world_size(), local, backend)
 
 
-def local_device(device_kind: str, info: RankInfo | None = None) -> torch.device:
-    """The device a rank works on: `cuda:LOCAL_RANK` for CUDA, else the CPU."""
-    if device_kind != "cuda":
-        return torch.device("cpu")
-    return torch.device("cuda", (info or rank_info()).local_rank)
-
-
 def rank_device() -> torch.device:
     """This process's device: `cuda:LOCAL_RANK` under torchrun on a GPU machine, else the
     first CUDA device or the CPU (`runtime.device.pick_device`).
@@ -203,16 +196,21 @@ def rank_device() -> torch.device:
 
     device = pick_device()
     if device.type == "cuda" and launched_by_torchrun():
-        return local_device("cuda", environment_rank())
+        return torch.device("cuda", environment_rank().local_rank)
     return device
 
 
-def barrier() -> None:
-    """Wait for every rank (a no-op in a single process)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        nccl = dist.get_backend() == "nccl"  # NCCL wants the device it synchronises on
+def barrier(group: dist.ProcessGroup | None = None) -> None:
+    """Wait for every rank of `group` (default: all; a no-op in a single process)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1:
+        nccl = dist.get_backend(group) == "nccl"  # NCCL wants the device it synchronises on
         with peers_guard():
-            dist.barrier(device_ids=[torch.cuda.current_device()] if nccl else None)
+            dist.barrier(group, device_ids=[torch.cuda.current_device()] if nccl else None)
+
+
+def global_rank(group: dist.ProcessGroup | None, rank: int) -> int:
+    """The global rank of `group`'s rank `rank` (the same rank for the default group)."""
+    return rank if group is None else dist.get_global_rank(group, rank)
 
 
 def gather_to_main(value: T) -> list[T] | None:
@@ -228,13 +226,15 @@ def gather_to_main(value: T) -> list[T] | None:
     return values
 
 
-def all_gather(value: T) -> list[T]:
-    """Every rank's `value` (picklable), in rank order, on every rank; `[value]` alone."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+def all_gather(value: T, group: dist.ProcessGroup | None = None) -> list[T]:
+    """Every rank's `value` (picklable), in `group`'s rank order (default: all ranks), on every
+    rank of it; `[value]` alone.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
         return [value]
-    values: list[T] = [None] * dist.get_world_size()  # type: ignore[list-item]
+    values: list[T] = [None] * dist.get_world_size(group)  # type: ignore[list-item]
     with peers_guard():
-        dist.all_gather_object(values, value)
+        dist.all_gather_object(values, value, group=group)
     return values
 
 

@@ -21,7 +21,7 @@ from vidrefine.errors import BadInput
 from vidrefine.runtime.distributed import peers_guard
 from vidrefine.runtime.sequence_parallel import sequence_forward
 
-BRANCHES = 2
+BRANCHES = 2  # plan.ranks.GUIDANCE_BRANCHES (runtime does not import plan)
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,13 @@ def pass_groups(guidance_ranks: int, sequence_ranks: int) -> PassGroups:
             f"{guidance_ranks} guidance x {sequence_ranks} sequence ranks is not the "
             f"{world} ranks torchrun started"
         )
-    k = sequence_ranks
-    pairs = [dist.new_group([j + g * k for g in range(guidance_ranks)]) for j in range(k)]
-    rows = [dist.new_group(list(range(g * k, (g + 1) * k))) for g in range(guidance_ranks)]
+    k, g = sequence_ranks, guidance_ranks
+    pairs = [dist.new_group([j + i * k for i in range(g)]) for j in range(k)] if g > 1 else []
+    rows = [dist.new_group(list(range(i * k, (i + 1) * k))) for i in range(g)] if k > 1 else []
     return PassGroups(
-        guidance=pairs[rank % k] if guidance_ranks > 1 else None,
-        sequence=rows[rank // k] if k > 1 else None,
-        branch=rank // k if guidance_ranks > 1 else 0,
+        guidance=pairs[rank % k] if pairs else None,
+        sequence=rows[rank // k] if rows else None,
+        branch=rank // k if pairs else 0,
     )
 
 

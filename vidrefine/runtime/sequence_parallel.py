@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from vidrefine.runtime.distributed import peers_guard
+from vidrefine.runtime.distributed import global_rank, peers_guard
 
 Shape = tuple[int, ...]
 
@@ -49,7 +49,7 @@ def exchange(
     for peer in range(len(sends)):
         if peer == me:
             continue
-        other = dist.get_global_rank(group, peer) if group is not None else peer
+        other = global_rank(group, peer)
         ops.append(dist.P2POp(dist.isend, sends[peer].contiguous(), other, group))
         ops.append(dist.P2POp(dist.irecv, received[peer], other, group))
     if ops:
