@@ -1,4 +1,6 @@
-"""Help and `info FILE` start without the model stack: torch loads only when a command needs it."""
+"""Help, `info FILE` and `info FILE --shots` start without the model stack: torch loads only
+when a command needs it.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ print(json.dumps(report), file=sys.stderr)
 def test_help_and_info_import_no_torch_when_run_in_a_fresh_process(tmp_path):
     clip = make_clip(tmp_path / "c.mp4", frames=3, size_hw=(32, 48))
     runs = [["--help"], *([name, "--help"] for name in COMMAND_MODULES), ["info", str(clip.path)]]
+    runs.append(["info", str(clip.path), "--shots"])
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(runs), json.dumps(HEAVY)],
         capture_output=True,

@@ -8,14 +8,16 @@ for (cues past the end are an error, gaps and empty cues are warnings).
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 from vidrefine.captions import check_cues
 from vidrefine.config import RunConfig
 from vidrefine.io.probe import MediaInfo
-from vidrefine.io.shots import detect_cuts
-from vidrefine.pipeline.refine import RefineJob
 from vidrefine.plan.clip import SourceFacts
 from vidrefine.plan.shots import MIN_SHOT_FRAMES, Shot, plan_shots
+
+if TYPE_CHECKING:  # importing it would load torch, which `info --shots` does not need
+    from vidrefine.pipeline.jobs import RefineJob
 
 FALLBACK_FPS = 25.0  # for a clip whose probe found no frame rate
 
@@ -54,6 +56,8 @@ def _cuts(info: MediaInfo, threshold: float) -> tuple[int, ...]:
     stat = info.path.stat()
     key = (str(info.path.resolve()), stat.st_size, stat.st_mtime_ns, threshold)
     if key not in _CUTS:
+        from vidrefine.io.shots import detect_cuts  # PySceneDetect: only when shots are on
+
         _CUTS[key] = detect_cuts(
             info.path, info, threshold=threshold, min_shot_frames=MIN_SHOT_FRAMES
         )
