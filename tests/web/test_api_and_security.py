@@ -164,3 +164,9 @@ def test_serve_names_the_missing_weights_before_starting_when_offline(tmp_path):
     code, text = run_cli(["serve", "--weights", str(tmp_path), "--offline"])
     assert code == ExitCode.MISSING_WEIGHTS
     assert "stage2.pt" in text and "Traceback" not in text
+
+
+def test_serve_refuses_a_bad_upload_cap_before_looking_for_weights(tmp_path):
+    code, text = run_cli(["serve", "--max-upload-gb", "0", "--weights", str(tmp_path), "--offline"])
+    assert code == ExitCode.BAD_INPUT
+    assert "--max-upload-gb must be positive" in text and "stage2.pt" not in text

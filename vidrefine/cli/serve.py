@@ -73,14 +73,15 @@ def command(
     """
     from vidrefine.checkpoints.weights import UPSCALE_WEIGHTS, resolve
     from vidrefine.presets import load_config
-    from vidrefine.web.server import ServeOptions, check_access, parse_auth, read_auth_file
+    from vidrefine.web.server import ServeOptions, check_serving, parse_auth, read_auth_file
 
     if auth and auth_file:
         raise BadInput("give --auth or --auth-file, not both")
     credentials = parse_auth(auth, "--auth") if auth else None
     if auth_file is not None:
         credentials = read_auth_file(auth_file)
-    check_access(settings["host"], credentials)  # before anything slow is imported
+    # before anything slow is imported or any weight is looked for (or fetched)
+    check_serving(settings["host"], credentials, settings["max_upload_gb"])
     load_config(settings["preset"], source="--preset")  # a bad preset stops here
     paths = resolve(
         UPSCALE_WEIGHTS,

@@ -95,13 +95,20 @@ def require_gradio() -> None:
         )
 
 
+def check_serving(host: str, auth: tuple[str, str] | None, max_upload_gb: float) -> int:
+    """The checks that need nothing found or loaded: who may connect, Gradio, the upload cap
+    (returned in bytes). `vidrefine serve` runs them before it looks for the weights.
+    """
+    check_access(host, auth)
+    require_gradio()
+    return upload_limit_bytes(max_upload_gb)
+
+
 def serve(options: ServeOptions, announce: Callable[[str], None]) -> None:
     """Load the refiner, start the job queue and serve the page until interrupted."""
     from vidrefine.web.paths import Folders
 
-    check_access(options.host, options.auth)
-    require_gradio()
-    limit = upload_limit_bytes(options.max_upload_gb)
+    limit = check_serving(options.host, options.auth, options.max_upload_gb)
     folders = Folders.create(options.work, options.outputs)
     os.environ["GRADIO_TEMP_DIR"] = str(folders.gradio_cache)  # uploads stay in the work folder
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
