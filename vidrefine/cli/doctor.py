@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,31 +72,18 @@ def _size_text(path: Path) -> str:
     return f"{sum(p.stat().st_size for p in files) / 1e9:.2f} GB"
 
 
-def missing_weights(
-    folders: list[Path], files: tuple[WeightFile, ...] | None = None
-) -> tuple[WeightFile, ...]:
-    """The entries of `files` (default: all four) found in none of `folders`."""
-    from vidrefine.checkpoints.weights import ALL_WEIGHTS
-
-    return tuple(w for w in files or ALL_WEIGHTS if not any(w.present_in(f) for f in folders))
-
-
-def weights_table(folders: list[Path], files: tuple[WeightFile, ...] | None = None) -> Table:
-    """One row per weight entry (default: all four): where it was found (first folder wins)."""
+def weights_table(files: Sequence[WeightFile], found: Mapping[str, Path | None]) -> Table:
+    """One row per entry of `files`: where `found` (`checkpoints.weights.locate`) has it."""
     from rich.table import Table
 
-    from vidrefine.checkpoints.weights import ALL_WEIGHTS
-
     table = Table("weights", "needed by", "found in", "size", title="weights")
-    for weight in files or ALL_WEIGHTS:
+    for weight in files:
         needed = "t2v" if weight.key == "stage1" else "upscale, t2v"
-        folder = next((f for f in folders if weight.present_in(f)), None)
-        if folder is None:
+        path = found[weight.name]
+        if path is None:
             table.add_row(weight.display_name, needed, "missing", f"~{weight.size_gb:.1f} GB")
         else:
-            table.add_row(
-                weight.display_name, needed, str(folder), _size_text(folder / weight.name)
-            )
+            table.add_row(weight.display_name, needed, str(path.parent), _size_text(path))
     return table
 
 
@@ -116,7 +104,13 @@ def command(env: Environment, weights: Path | None, selftest: bool) -> None:
     """Check the installation: torch, GPUs, codecs, and which weights are found where."""
     from rich.table import Table
 
-    from vidrefine.checkpoints.weights import download_command, search_path, total_gb
+    from vidrefine.checkpoints.weights import (
+        ALL_WEIGHTS,
+        download_command,
+        locate,
+        search_path,
+        total_gb,
+    )
 
     system = Table("component", "state", title="system", show_header=False)
     for name, state in (*torch_rows(), *distributed_rows(), *av_rows()):
@@ -127,8 +121,9 @@ def command(env: Environment, weights: Path | None, selftest: bool) -> None:
     for index, folder in enumerate(folders, 1):
         exists = "" if folder.is_dir() else " (does not exist)"
         env.console.print(f"  {index}. {folder}{exists}")
-    env.console.print(weights_table(folders))
-    missing = missing_weights(folders)
+    found = locate(ALL_WEIGHTS, folders)
+    env.console.print(weights_table(ALL_WEIGHTS, found))
+    missing = tuple(w for w in ALL_WEIGHTS if found[w.name] is None)
     if missing:
         where = shlex.quote(str(weights)) if weights is not None else None
         env.console.print(
