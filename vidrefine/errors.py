@@ -73,6 +73,14 @@ class DiskFull(VidrefineError):
     exit_code = ExitCode.ERROR
 
 
+def first_line(exc: BaseException, empty: str | None = None) -> str:
+    """The first line of `exc`'s message; `empty` (default: the exception's type name) when the
+    message is blank.
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else (empty or type(exc).__name__)
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """True for an OSError that means the disk is full or the user's quota is spent."""
     import errno

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from vidrefine.errors import BadCheckpoint, MissingWeights
+from vidrefine.errors import BadCheckpoint, MissingWeights, first_line
 
 WEIGHTS_KEY = "captioner"  # vidrefine.checkpoints.weights.CAPTIONER
 SOURCE = "Qwen/Qwen3-VL-2B-Instruct"
@@ -198,7 +198,7 @@ class Qwen3VLCaptioner:
             )
         except (OSError, ValueError) as exc:
             raise BadCheckpoint(
-                f"captioner folder {folder} cannot be loaded ({str(exc).splitlines()[0]}); fetch "
+                f"captioner folder {folder} cannot be loaded ({first_line(exc)}); fetch "
                 "it again with `vidrefine download --only captioner`"
             ) from exc
         self._model = self._model.to(device).eval().requires_grad_(False)

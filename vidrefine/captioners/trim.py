@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
-from vidrefine.errors import MissingWeights
+from vidrefine.errors import MissingWeights, first_line
 
 T5_TOKENS = 226  # the caption length stage II reads (vidrefine.models.text.TEXT_LENGTH)
 _LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|#+)\s+")  # "- ", "* ", "1. ", "## "
@@ -68,7 +68,7 @@ def t5_token_counter(t5_folder: Path) -> Callable[[str], int]:
         tokenizer = AutoTokenizer.from_pretrained(t5_folder, local_files_only=True)
     except OSError as exc:
         raise MissingWeights(
-            f"T5 tokenizer in {t5_folder} cannot be loaded ({str(exc).splitlines()[0]}); fetch "
+            f"T5 tokenizer in {t5_folder} cannot be loaded ({first_line(exc)}); fetch "
             "it with `vidrefine download --only t5`"
         ) from exc
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from vidrefine.checkpoints.weights import refetch_hint
-from vidrefine.errors import BadCheckpoint, MissingWeights
+from vidrefine.errors import BadCheckpoint, MissingWeights, first_line
 
 # The official FlashVideo files wrap their tensors: stage{1,2}.pt in "module", 3d-vae.pt in
 # "state_dict" (flashvideo-spec §8.1).
@@ -97,7 +97,7 @@ def _read_torch_file(path: Path) -> RawCheckpoint:
 
 def _first_line(exc: BaseException) -> str:
     """The first line of an exception's message, without torch's advice to unpickle anyway."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     return "damaged archive" if "weights_only" in text else text
 
 

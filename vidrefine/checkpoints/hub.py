@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vidrefine.errors import MissingWeights, OutputNotWritable
+from vidrefine.errors import MissingWeights, OutputNotWritable, first_line
 
 if TYPE_CHECKING:
     from vidrefine.checkpoints.weights import HubFile, WeightFile
@@ -71,11 +71,6 @@ def _is_connection_error(exc: BaseException) -> bool:
         return True
     names = {"TransportError", "NetworkError", "TimeoutException", "RemoteProtocolError"}
     return any(cls.__name__ in names for cls in type(exc).__mro__)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def absent_folders(target: Path, missing: list[WeightFile]) -> list[Path]:
@@ -198,14 +193,14 @@ def _hub_download(
             path = hf_hub_download(source.repo_id, source.repo_path, local_dir=partial)
     except LocalEntryNotFoundError as exc:
         cause = exc.__cause__ or exc.__context__
-        why = _first_line(cause) if cause is not None else "the connection failed"
+        why = first_line(cause) if cause is not None else "the connection failed"
         raise Unreachable(f"{_hub_endpoint()}: {why}") from exc
     except Exception as exc:
         if _is_connection_error(exc):
-            raise Unreachable(f"{_hub_endpoint()}: {_first_line(exc)}") from exc
+            raise Unreachable(f"{_hub_endpoint()}: {first_line(exc)}") from exc
         if not isinstance(exc, HfHubHTTPError | OSError):
             raise
-        reason = _first_line(exc)
+        reason = first_line(exc)
         then = (
             f"then run `{weights.download_command([weight], weights_dir)}`"
             if advise

@@ -23,7 +23,7 @@ import click
 
 from vidrefine import __version__
 from vidrefine.cli.environment import Environment
-from vidrefine.errors import ExitCode, Interrupted, VidrefineError
+from vidrefine.errors import ExitCode, Interrupted, VidrefineError, first_line
 
 # Command name == module name under vidrefine/cli/; each module defines `command`.
 COMMAND_MODULES = (
@@ -187,8 +187,9 @@ class CommandGroup(click.Group):
                 _fail(ctx, exc, "terminated (SIGTERM)", ExitCode.TERMINATED)
             _fail(ctx, exc, "interrupted", ExitCode.INTERRUPTED)
         except Exception as exc:
+            first = first_line(exc, "(no message)")
             message = (
-                f"unexpected {type(exc).__name__}: {_first_line(exc)} "
+                f"unexpected {type(exc).__name__}: {first} "
                 "(this is a bug in vidrefine; rerun with --traceback and report the output)"
             )
             _fail(ctx, exc, message, ExitCode.ERROR)
@@ -238,11 +239,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous)
         _sigterm.received = False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
 
 
 def _environment(ctx: click.Context) -> Environment:

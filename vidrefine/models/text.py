@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from vidrefine.errors import BadCheckpoint, MissingWeights
+from vidrefine.errors import BadCheckpoint, MissingWeights, first_line
 
 TEXT_LENGTH = 226
 T5_SOURCE = "google/t5-v1_1-xxl"
@@ -82,8 +82,7 @@ def _missing(folder: Path, what: str) -> MissingWeights:
 
 def _reason(err: BaseException) -> str:
     """The first line of `err`, without torch's advice to unpickle with weights_only=False."""
-    text = str(err).strip()
-    line = text.splitlines()[0] if text else type(err).__name__
+    line = first_line(err)
     if "weights_only" in line or "Weights only load failed" in line:
         return "holds Python objects or is damaged; vidrefine never runs code from a weight file"
     return line

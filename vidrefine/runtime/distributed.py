@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from vidrefine.errors import VidrefineError
+from vidrefine.errors import VidrefineError, first_line
 
 T = TypeVar("T")
 
@@ -79,7 +79,7 @@ def peers_guard() -> Iterator[None]:
     try:
         yield
     except RuntimeError as exc:  # gloo/NCCL/store errors (DistError is a RuntimeError)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)[:200]
         raise RankLost(
             f"lost contact with another rank ({first}); finished windows are kept: run the "
             "same command again, with any number of ranks, to resume"

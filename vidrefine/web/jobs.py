@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidrefine.errors import Interrupted, VidrefineError
+from vidrefine.errors import Interrupted, VidrefineError, first_line
 from vidrefine.io.atomic import atomic_output
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
@@ -301,7 +301,7 @@ __all__ = ["CANCELLED", "DONE", "FAILED", "QUEUED", "RUNNING", "Job", "JobProgre
 def bug_line(exc: Exception) -> str:
     """An unexpected exception as the page's one line; its stack goes to the server's terminal."""
     traceback.print_exc(file=sys.stderr)
-    first = (str(exc).strip().splitlines() or ["(no message)"])[0]
+    first = first_line(exc, "(no message)")
     return (
         f"unexpected {type(exc).__name__}: {first} (this is a bug in vidrefine; the "
         "server's terminal shows the stack)"
