@@ -52,9 +52,7 @@ class OneLineUsageError(click.UsageError):
         if file is not None:
             print(f"vidrefine: error: {self.format_message()}", file=file, flush=True)
             return
-        root = self.ctx.find_root() if self.ctx is not None else None
-        obj = root.obj if root is not None else None
-        env = obj if isinstance(obj, Environment) else Environment.from_system()
+        env = Environment.of(self.ctx) if self.ctx is not None else Environment.from_system()
         env.error(self.format_message())
 
 
@@ -167,7 +165,7 @@ class CommandGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; turn every failure into one line on stderr and its exit code."""
         try:
-            with warnings_as_lines(lambda: _environment(ctx)):
+            with warnings_as_lines(lambda: Environment.of(ctx)):
                 return super().invoke(ctx)
         except click.UsageError as exc:
             path = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
@@ -241,12 +239,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
         _sigterm.received = False
 
 
-def _environment(ctx: click.Context) -> Environment:
-    return ctx.obj if isinstance(ctx.obj, Environment) else Environment.from_system()
-
-
 def _fail(ctx: click.Context, exc: BaseException, message: str, code: int) -> None:
-    env = _environment(ctx)
+    env = Environment.of(ctx)
     if ctx.params.get("traceback"):
         env.stderr.write("".join(tb.format_exception(type(exc), exc, exc.__traceback__)))
     env.error(" ".join(message.split("\n")))

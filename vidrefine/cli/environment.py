@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 from vidrefine.progress import Progress
 
 if TYPE_CHECKING:
+    import click
     from rich.console import Console
 
 PIPE_WIDTH = 120  # rich's width when output is not a terminal (tables would wrap at 80)
@@ -49,6 +50,17 @@ class Environment:
         out_tty, err_tty = _isatty(sys.stdout), _isatty(sys.stderr)
         color = err_tty and "NO_COLOR" not in env and env.get("TERM") != "dumb"
         return cls(sys.stdout, sys.stderr, out_tty, err_tty, color, rank=_torchrun_rank(env))
+
+    @classmethod
+    def of(cls, ctx: click.Context | None = None) -> Environment:
+        """The Environment the `vidrefine` group made for `ctx` (default: the current click
+        context), or the real process's when a command runs on its own.
+        """
+        import click
+
+        ctx = ctx or click.get_current_context(silent=True)
+        env = ctx.find_object(cls) if ctx is not None else None
+        return env if env is not None else cls.from_system()
 
     def _console(self, which: str) -> Console:
         if which not in self._consoles:

@@ -121,7 +121,7 @@ def command(
         from vidrefine.presets import load_config
 
         config = load_config(preset, {"cut_threshold": cut_threshold})
-        print_shots(info, config, _environment(), as_json=as_json)
+        print_shots(info, config, Environment.of(), as_json=as_json)
         return
     if plan:
         print_plan(
@@ -144,13 +144,7 @@ def command(
     table.add_column()
     for label, value in _rows(info):
         table.add_row(label, value)
-    _environment().console.print(table)
-
-
-def _environment() -> Environment:
-    """The group's Environment, or the real process when the command runs on its own."""
-    env = click.get_current_context().find_object(Environment)
-    return env if env is not None else Environment.from_system()
+    Environment.of().console.print(table)
 
 
 def print_plan(
@@ -267,7 +261,7 @@ def _plan_table(
     table.add_row("host RAM peak", f"{memory.host_gb:.2f} GB")
     for label, value in [*rank_rows(plan), *cards]:
         table.add_row(label, value)
-    _environment().console.print(table)
+    Environment.of().console.print(table)
 
 
 def rank_rows(plan: ClipPlan) -> list[tuple[str, str]]:
