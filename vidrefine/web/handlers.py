@@ -239,8 +239,9 @@ class Page:
     def listing(self) -> str:
         """The job list as a Markdown table (what the page shows under Jobs)."""
         rows = ["| job | clip | state | line | progress | message |", "|---|---|---|---|---|---|"]
+        places = self.queue.positions()
         for job in self.queue.listing():
-            position = self.queue.position(job) or ""
+            position = places.get(job.id, "")
             message = job.message.replace("|", "/")
             cells = (job.id, Path(job.input).name, job.state, position, job.progress_line())
             rows.append("| " + " | ".join(map(str, (*cells, message))) + " |")

@@ -222,8 +222,13 @@ class JobQueue:
 
     def position(self, job: Job) -> int:
         """1 for the running job (or the next to run), 2 for the one after, 0 when stopped."""
-        line = [j for j in self._ordered() if j.state in ACTIVE]
-        return line.index(job) + 1 if job in line else 0
+        return self.positions().get(job.id, 0)
+
+    def positions(self) -> dict[str, int]:
+        """`position` of every job in the line, by job id (stopped jobs are not in it)."""
+        with self.lock:
+            line = [j for j in self._ordered() if j.state in ACTIVE]
+        return {job.id: place for place, job in enumerate(line, 1)}
 
     def listing(self) -> list[Job]:
         """Every job, oldest first."""
