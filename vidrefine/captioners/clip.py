@@ -157,10 +157,12 @@ class CaptionSession:
         return trim_to_tokens(one_paragraph(answer), self.count_tokens)
 
     def caption_clip(
-        self, path: Path, shots: Sequence[ShotSpan] | None = None
+        self, path: Path, shots: Sequence[ShotSpan] | None = None, info: MediaInfo | None = None
     ) -> tuple[CaptionCue, ...]:
-        """One cue per shot of `path` (`shots`; None: the whole clip as one shot)."""
-        info = probe(path)
+        """One cue per shot of `path` (`shots`; None: the whole clip as one shot); `info` is its
+        probe when the caller has it.
+        """
+        info = info or probe(path)
         shots = list(shots) if shots else [whole_clip(info)]
         fps, rate = float(info.fps), self.captioner.frame_rate
         plan = [
@@ -186,21 +188,22 @@ def caption_files(
     session: CaptionSession,
     clips: Sequence[Path],
     *,
-    shots_for: Callable[[Path], Sequence[ShotSpan] | None] = lambda _: None,
+    shots_for: Callable[[MediaInfo], Sequence[ShotSpan] | None] = lambda _: None,
     output: Callable[[Path], Path] = sidecar_captions,
     overwrite: bool = False,
     on_write: Callable[[Path, tuple[CaptionCue, ...]], None] | None = None,
 ) -> list[tuple[Path, tuple[CaptionCue, ...]]]:
     """Caption each clip and write its captions file (the sidecar `clip.captions.srt` unless
     `output` says otherwise); an existing file is kept unless `overwrite` (checked for every
-    clip before any is captioned). `on_write(file, cues)` follows each file written. Returns
-    (file, cues) per clip.
+    clip before any is captioned). `shots_for(probe)` gives a clip's shots (None: one shot);
+    `on_write(file, cues)` follows each file written. Returns (file, cues) per clip.
     """
     targets = [output(clip) for clip in clips]
     check_targets(targets, overwrite=overwrite)
     written = []
     for clip, target in zip(clips, targets, strict=True):
-        cues = session.caption_clip(clip, shots_for(clip))
+        info = probe(clip)
+        cues = session.caption_clip(clip, shots_for(info), info)
         target.parent.mkdir(parents=True, exist_ok=True)
         write_captions(target, cues)
         written.append((target, cues))
@@ -213,11 +216,13 @@ def caption_clip(
     path: Path,
     *,
     shots: Sequence[ShotSpan] | None = None,
+    info: MediaInfo | None = None,
     captioner: str = DEFAULT_CAPTIONER,
     **open_args: Any,
 ) -> tuple[CaptionCue, ...]:
     """Caption one clip with a captioner loaded for it alone (and released): the simple entry
-    for callers such as a web UI's "auto" button. `open_args` go to `CaptionSession.open`.
+    for callers such as a web UI's "auto" button. `info`: its probe, when the caller has it;
+    `open_args` go to `CaptionSession.open`.
     """
     with closing(CaptionSession.open(captioner, **open_args)) as session:
-        return session.caption_clip(Path(path), shots)
+        return session.caption_clip(Path(path), shots, info)

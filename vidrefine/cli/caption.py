@@ -18,6 +18,7 @@ from vidrefine.errors import BadInput
 
 if TYPE_CHECKING:  # torch and PyAV load when the command runs, not for --help
     from vidrefine.captioners.clip import CaptionSession, ShotSpan
+    from vidrefine.io.probe import MediaInfo
 
 OUTPUT_HELP = "Captions file (one clip) or folder (several) [beside each clip: CLIP.captions.srt]."
 CAPTIONER_HELP = f"Captioner plugin (entry-point group vidrefine.captioners) [{DEFAULT_CAPTIONER}]."
@@ -39,15 +40,13 @@ def captions_targets(clips: list[Path], output: str | None) -> Callable[[Path], 
     return lambda clip: target / (clip.stem + SIDECAR_SUFFIX)
 
 
-def shot_finder(config: RunConfig) -> Callable[[Path], Sequence[ShotSpan] | None]:
-    """`shots(clip)`: the clip's shots as `upscale` plans them with `config` (hard cuts by
-    `vidrefine.io.shots`, shots by `vidrefine.plan.shots`), or None (the whole clip as one
-    shot) when `config` turns detection off.
+def shot_finder(config: RunConfig) -> Callable[[MediaInfo], Sequence[ShotSpan] | None]:
+    """`shots(probe)`: the probed clip's shots as `upscale` plans them with `config`, or None
+    (the whole clip as one shot) when `config` turns detection off.
     """
-    from vidrefine.io.probe import probe
     from vidrefine.pipeline.shots import planned_shots
 
-    return lambda clip: planned_shots(probe(clip), config)
+    return lambda info: planned_shots(info, config)
 
 
 def open_session(
@@ -79,7 +78,7 @@ def caption_clips(
     clips: list[Path],
     *,
     output: Callable[[Path], Path],
-    shots: Callable[[Path], Sequence[ShotSpan] | None],
+    shots: Callable[[MediaInfo], Sequence[ShotSpan] | None],
     overwrite: bool,
     env: Environment,
 ) -> list[tuple[Path, Any]]:

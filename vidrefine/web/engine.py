@@ -92,13 +92,15 @@ class Engine:
         from vidrefine.plan.memory import plan_captioner
 
         config = self.check(settings)
-        shots = planned_shots(probe(clip), config)
+        info = probe(clip)
+        shots = planned_shots(info, config)
         device = self.refiner.session.device
         with self.device_lock:
             facts = device_facts(device)
             return caption_clip(
                 clip,
                 shots=shots,
+                info=info,
                 captioner=self.captioner,
                 weights_dir=self.weights,
                 offline=self.offline,
