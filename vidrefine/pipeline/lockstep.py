@@ -38,7 +38,6 @@ from vidrefine.pipeline.refine import (
     finished_output,
 )
 from vidrefine.pipeline.resume import JobStore
-from vidrefine.pipeline.steps import stage2_caption
 from vidrefine.plan.clip import ClipPlan
 from vidrefine.plan.ranks import LAYOUT_MODES, RankLayout, window_rank
 from vidrefine.plan.windows import WindowFrames, slice_windows
@@ -247,8 +246,7 @@ def _lockstep_pieces(
             if link.rank < len(batch):
                 window = batch[link.rank]
                 fused = ([before] + batch)[link.rank]  # the window before this rank's
-                text = captions[min(window.segment, len(captions) - 1)]
-                context = refiner.embeddings(stage2_caption(refiner.config, text))
+                context = refiner.window_context(window, captions)
                 joined = fused is not None and not fused.is_last
                 frames, handed = _window(
                     refiner, window, plan, context, (store, result, link), joined=joined

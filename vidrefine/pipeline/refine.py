@@ -190,8 +190,7 @@ class ClipRefiner:
         total, seen = len(plan.windows), 0
         with self.progress.task("windows", total=total, unit="window") as bar:
             for window in slice_windows(chunks, plan.windowing, plan.windows):
-                text = captions[min(window.segment, len(captions) - 1)]
-                context = self.embeddings(stage2_caption(self.config, text))
+                context = self.window_context(window, captions)
                 frames = self.refine_window(window, plan, context, store, carry, result)
                 yield self.emit(window, frames, plan, carry, result)
                 if window.is_last:  # the shot ends: the next one fuses with nothing before it
@@ -208,6 +207,11 @@ class ClipRefiner:
         """Resume key (`resume_key`) of `identity` (input and caption) on these models."""
         dtypes = (self.models.dtype, self.models.vae_dtype)
         return resume_key(self.config, identity, plan, self.weights_identity, dtypes)
+
+    def window_context(self, window: WindowFrames, captions: Sequence[str]) -> torch.Tensor:
+        """The T5 states of `window`'s caption: its shot's (the last caption past the end)."""
+        text = captions[min(window.segment, len(captions) - 1)]
+        return self.embeddings(stage2_caption(self.config, text))
 
     def refine_window(
         self,
