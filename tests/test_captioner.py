@@ -252,3 +252,25 @@ def test_plan_counts_the_captioner_phase_when_asked():
     assert "captioner" not in plain.memory.phases_gb
     assert auto.memory.phases_gb["captioner"] == 6.0
     assert json.loads(json.dumps(auto.to_dict()))  # the plan still prints as JSON
+
+
+def test_caption_auto_captions_each_shot_then_refines_with_those_captions(
+    caption_weights, stage2_weights, tiny_preset, cut_clip, tmp_path
+):
+    clip = tmp_path / "cut.mp4"
+    clip.write_bytes(cut_clip.read_bytes())
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("3d-vae.pt", "stage2.pt", T5.name):
+        (weights / name).symlink_to(stage2_weights / name)
+    (weights / CAPTIONER.name).symlink_to(caption_weights / CAPTIONER.name)
+    out = tmp_path / "out.mp4"
+    args = ["upscale", str(clip), "--caption", "auto", "-o", str(out), "--size", "64p"]
+    args += ["--preset", str(tiny_preset)]
+    code, output = run_cli([*args, "--weights", str(weights), "--offline"])
+    assert code == 0, output
+    cues = read_captions(sidecar_captions(clip))
+    assert [(c.start_s, c.end_s) for c in cues] == [(0.0, CUT / 10), (CUT / 10, 3.0)]
+    assert all(c.text.strip() for c in cues)
+    # the refined job read them: its short-caption warning quotes the first shot's caption
+    assert f"('{cues[0].text[:20]}" in output and out.exists()

@@ -265,16 +265,16 @@ def plan_upscale_jobs(
             raise BadInput(f"{seen[key]} and {src} would both be written to {dst}")
         seen[key] = src
         check_output(dst, input_path=src, overwrite=overwrite)
-        jobs.append(_job(src, dst, caption, caption_file, captions, several=len(files) > 1))
+        jobs.append(upscale_job(src, dst, caption, caption_file, captions, several=len(files) > 1))
     return jobs
 
 
-def _job(
+def upscale_job(
     src: Path,
     dst: Path,
-    caption: str | None,
-    caption_file: Path | None,
-    captions: Path | None,
+    caption: str | None = None,
+    caption_file: Path | None = None,
+    captions: Path | None = None,
     *,
     several: bool,
 ) -> UpscaleJob:

@@ -15,6 +15,7 @@ from vidrefine.cli.batch import (
     remove_stale_temps_in,
     removed_on_failure,
     short_caption_warnings,
+    upscale_job,
 )
 from vidrefine.cli.caption import AUTO_CAPTION, auto_captions
 from vidrefine.cli.compare import check_upscale_report, report_after_upscale, report_option
@@ -108,9 +109,8 @@ def command(
         auto_captions(
             tuple(j.input for j in jobs), config, weights=weights, offline=offline, env=env
         )
-        jobs = plan_upscale_jobs(
-            inputs, output, caption=None, caption_file=None, size=config.size, overwrite=overwrite
-        )
+        several = len(jobs) > 1  # the outputs were checked: only the captions are new
+        jobs = [upscale_job(job.input, job.output, several=several) for job in jobs]
     for warning in short_caption_warnings(jobs):
         env.note(f"warning: {warning}")
     if report is not None:  # checked before any weight is loaded
