@@ -24,6 +24,7 @@ from vidrefine.quality.metrics import (
     detail_ratio,
     fidelity,
     high_frequency_energy,
+    psnr_db,
     scale_to,
     warp_ratio,
     warping_error,
@@ -90,7 +91,7 @@ class CompareResult:
         steps = ~np.isnan(pf["warp_error"])
         errors = (pf["warp_error"][steps].mean(), pf["warp_error_bicubic"][steps].mean())
         return {
-            "psnr": 100.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse)),
+            "psnr": psnr_db(mse),
             "ssim": float(np.mean(pf["ssim"])),
             "delta_e": float(np.mean(pf["delta_e"])),
             "delta_e_max": float(np.max(pf["delta_e"])),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from skimage.color import deltaE_ciede2000, rgb2lab
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
 
 PSNR_CAP_DB = 100.0  # identical frames: a finite number, so JSON and plots can hold it
 # Added to both warping errors (grey levels) so that a static shot, where a bicubic upscale
@@ -33,12 +33,16 @@ def scale_to(frame: np.ndarray, size_hw: tuple[int, int], *, antialias: bool) ->
     return cv2.resize(frame, (size_hw[1], size_hw[0]), interpolation=method)
 
 
+def psnr_db(mse: float) -> float:
+    """PSNR of 8-bit pictures from their mean squared error, capped at PSNR_CAP_DB."""
+    return PSNR_CAP_DB if mse == 0 else min(float(10 * np.log10(255.0**2 / mse)), PSNR_CAP_DB)
+
+
 def fidelity(reference: np.ndarray, test: np.ndarray) -> tuple[float, float, float]:
     """(PSNR dB, SSIM, mean squared error) of `test` against `reference`, same size."""
     mse = float(np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2))
-    psnr = PSNR_CAP_DB if mse == 0 else peak_signal_noise_ratio(reference, test, data_range=255)
     ssim = structural_similarity(reference, test, channel_axis=2, data_range=255)
-    return min(float(psnr), PSNR_CAP_DB), float(ssim), mse
+    return psnr_db(mse), float(ssim), mse
 
 
 def color_drift(reference: np.ndarray, test: np.ndarray) -> tuple[float, float, float, float]:
