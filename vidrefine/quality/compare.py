@@ -62,12 +62,21 @@ class CompareResult:
 
     input: Path
     output: Path
-    input_hw: tuple[int, int]
-    output_hw: tuple[int, int]
+    probes: tuple[MediaInfo, MediaInfo] = field(repr=False)  # of input and output
     per_frame: dict[str, np.ndarray]
     marks: Marks | None = None
     aligned: bool = False
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The input's display size (height, width)."""
+        return self.probes[0].display_hw
+
+    @property
+    def output_hw(self) -> tuple[int, int]:
+        """The output's display size (height, width)."""
+        return self.probes[1].display_hw
 
     @property
     def frames(self) -> int:
@@ -263,8 +272,7 @@ def compare_clips(
     result = CompareResult(
         Path(input_path),
         Path(output_path),
-        source.display_hw,
-        output.display_hw,
+        (source, output),
         meter.arrays(),
         marks=read_marks(output_path),
         aligned=align,

@@ -20,7 +20,6 @@ import numpy as np
 
 from vidrefine.errors import OutputExists, OutputNotWritable
 from vidrefine.io.atomic import REPLACE_HINT, TEMP_MARKER, user_mode
-from vidrefine.io.probe import probe
 from vidrefine.progress import NullProgress, Progress
 from vidrefine.quality.compare import DRIFT_NOTICEABLE, FLICKER_RATIO, CompareResult, frame_pairs
 from vidrefine.quality.pictures import contact_sheet, plot_metrics, write_png, write_side_by_side
@@ -107,7 +106,7 @@ def _write_pictures(
     result: CompareResult, temp: Path, wanted: list[int], progress: Progress
 ) -> dict[int, tuple[str, tuple[int, int]]]:
     """Stream both clips once: the side-by-side video, and a contact sheet per wanted frame."""
-    source, output = probe(result.input), probe(result.output)
+    source, output = result.probes
     sheets: dict[int, tuple[str, tuple[int, int]]] = {}
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
