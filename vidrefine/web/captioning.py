@@ -13,10 +13,8 @@ from pathlib import Path
 from vidrefine.captions import (
     Captions,
     caption_for,
-    format_srt,
     parse_srt,
     sidecar_captions,
-    write_captions,
 )
 from vidrefine.errors import BadInput
 
@@ -76,23 +74,10 @@ def caption_at(text: str | None, at_s: float) -> str:
     return caption_for(captions.cues, at_s, at_s + AT_SPAN_S, caption)
 
 
-def save_captions(captions: Captions, path: Path) -> Path:
-    """Write `captions` to `path` as SRT (atomically); the path."""
-    write_captions(path, captions.cues)
-    return path
-
-
-def srt_text(captions: Captions) -> str:
-    """The SRT text the box shows for `captions`."""
-    return format_srt(captions.cues)
-
-
 __all__ = [
     "CAPTIONS_FILE",
     "box_captions",
     "caption_at",
     "prefilled_caption",
     "require_caption",
-    "save_captions",
-    "srt_text",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vidrefine.captions import Captions, sidecar_captions
+from vidrefine.captions import Captions, format_srt, sidecar_captions, write_captions
 from vidrefine.config import RunConfig
 from vidrefine.errors import VidrefineError
 from vidrefine.io.probe import probe
@@ -24,8 +24,6 @@ from vidrefine.web.captioning import (
     box_captions,
     caption_at,
     prefilled_caption,
-    save_captions,
-    srt_text,
 )
 from vidrefine.web.engine import Engine, clip_facts, facts, shots_text
 from vidrefine.web.jobs import DONE, Job, JobQueue, bug_line
@@ -138,10 +136,10 @@ class Page:
         saved as the clip's captions file when it is an upload, to prefill it next time).
         """
         path = self.folders.clip(clip)
-        captions = Captions("the captioner", self.engine.auto_captions(path, settings_of(settings)))
+        cues = self.engine.auto_captions(path, settings_of(settings))
         if path.parent == self.folders.clips:
-            save_captions(captions, sidecar_captions(path))
-        return srt_text(captions)
+            write_captions(sidecar_captions(path), cues)
+        return format_srt(cues)
 
     @one_line
     def preview(self, clip: str, caption: str, at_s: float, *settings: Any) -> tuple[str, str]:
@@ -167,8 +165,9 @@ class Page:
     def _keep_captions(self, captions: Captions | None, job: Job) -> None:
         """Save a job's captions in its folder, before it is listed."""
         if captions is not None:
-            folder = self.folders.job_folder(job.id)
-            job.captions = str(save_captions(captions, folder / CAPTIONS_FILE))
+            target = self.folders.job_folder(job.id) / CAPTIONS_FILE
+            write_captions(target, captions.cues)
+            job.captions = str(target)
 
     @one_line
     def compare(self, job_id: str) -> tuple[str, list[str]]:
