@@ -100,3 +100,33 @@ def test_progress_counts_reused_windows_and_stops_at_the_next_step_when_cancelle
         ):
             steps.advance()
     assert (job.windows_done, job.reused_windows) == (2, 1)
+
+
+def test_resumed_job_counts_each_reused_window_when_it_was_cancelled_amid_a_window(tmp_path):
+    gate, runs = threading.Event(), []
+
+    def run(job: Job, progress: JobProgress) -> int:
+        runs.append(job.id)
+        with progress.task("windows", total=3) as windows:
+            if len(runs) == 1:  # the first run: window 1 made, the cancel lands amid window 2
+                with progress.task("steps", total=2) as steps:
+                    steps.advance(2)
+                windows.advance()
+                with progress.task("steps", total=2) as steps:
+                    steps.advance()
+                    gate.wait(30)
+                    steps.advance()  # sees the cancel
+            windows.advance()  # the resumed run: window 1 and 2 kept, no steps
+            windows.advance()
+        return 2
+
+    queue = JobQueue(tmp_path / "jobs.json", run)
+    job = submit(queue, "a")
+    while job.steps_done != 1:
+        threading.Event().wait(0.01)
+    queue.cancel(job.id)
+    gate.set()
+    assert queue.wait(job.id, timeout_s=30).state == CANCELLED
+    queue.resume(job.id)
+    assert queue.wait(job.id, timeout_s=30).state == DONE
+    assert job.reused_windows == 2

@@ -244,7 +244,8 @@ class JobQueue:
                 queued = [j for j in self._ordered() if j.state == QUEUED]
                 if queued:
                     job = queued[0]
-                    job.state, job.message, job.reused_windows = RUNNING, "", 0
+                    job.state, job.message = RUNNING, ""
+                    job.reused_windows = job.steps_done = 0  # a run counts its own (a resume)
                     self.cancel_flags[job.id] = threading.Event()
                     self._changed()
                     return job
