@@ -124,8 +124,7 @@ def test_page_previews_refines_and_downloads_a_clip_when_driven_in_a_browser(
     assert len(out.audio) == 1 and abs(out.audio[0].duration_s - src.audio[0].duration_s) < 0.05
     assert Path(saved_job(server, job)["captions"]).read_text().strip() == CAPTIONS
 
-    browser.refresh()  # the job list lives in the server: a reload still shows the job
-    open_page(browser, server.url)
+    open_page(browser, server.url)  # the job list lives in the server: a new load shows it
     browser.find_element("xpath", "//button[@role='tab'][contains(., 'Jobs')]").click()
     wait_for(browser, lambda: job in text_of(browser, "jobs"), 10, "the job list")
     assert "done" in text_of(browser, "jobs")
