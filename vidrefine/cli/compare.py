@@ -49,8 +49,8 @@ def command(
     vidrefine compare clip.mp4 clip_1080p.mp4
     vidrefine compare clip.mp4 clip_1080p.mp4 --report clip_report/
     """
+    from vidrefine.io.folders import check_report_folder
     from vidrefine.quality.compare import compare_clips
-    from vidrefine.quality.report import check_report_folder
 
     if report is not None:
         check_report_folder(report, overwrite=overwrite)  # before minutes of work
@@ -83,7 +83,7 @@ def report_folders(folder: Path, outputs: list[Path]) -> list[Path]:
 def check_upscale_report(folder: Path, outputs: list[Path], *, overwrite: bool) -> None:
     """Refuse, before the run, report folders that exist (without `overwrite`)."""
     from vidrefine.errors import OutputNotWritable
-    from vidrefine.quality.report import check_report_folder
+    from vidrefine.io.folders import check_report_folder
 
     if len(outputs) > 1 and not folder.is_dir():
         if folder.exists() or not folder.parent.is_dir():
