@@ -18,7 +18,7 @@ from tiny_runs import run_cli
 from tests.media import make_clip
 from vidrefine.cli import cli
 from vidrefine.errors import ExitCode
-from vidrefine.io.atomic import TEMP_MARKER, atomic_output
+from vidrefine.io.temps import TEMP_MARKER, host_tag
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,33 +90,29 @@ def test_sigterm_exits_143_removes_the_temp_file_and_keeps_windows_when_sent_mid
     assert result["reused_windows"] == kept
 
 
-def test_temp_name_carries_the_writer_pid_when_an_output_is_written(tmp_path):
-    with atomic_output(tmp_path / "out.mp4", overwrite=False) as temp:
-        assert f"{TEMP_MARKER}{os.getpid()}-" in temp.name
+def dead_temp(folder: Path, stem: str) -> Path:
+    """A temporary file of ours that no process holds (its writer died), old enough to judge."""
+    path = folder / f".{stem}{TEMP_MARKER}{dead_pid()}@{host_tag()}-abcd_123.mp4"
+    path.write_bytes(b"x")
+    then = time.time() - 60
+    os.utime(path, (then, then))
+    return path
 
 
-def test_stale_temps_of_dead_runs_are_removed_when_a_run_writes_into_their_folder(
-    tmp_path, stage2_weights, preset
-):
+def test_stale_temps_of_dead_runs_are_removed_when_a_run_writes_into_their_folder(tmp_path):
     clip = make_clip(tmp_path / "in.mp4", frames=3, size_hw=(48, 64))
     folder = tmp_path / "out"
     folder.mkdir()
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        stale = folder / f".old{TEMP_MARKER}{dead_pid()}-abcd_123.mp4"
-        owned = folder / f".busy{TEMP_MARKER}{live.pid}-abcd_123.mp4"
-        other = folder / ".notes.mp4"  # not ours: left alone
-        for path in (stale, owned, other):
-            path.write_bytes(b"x")
-        code, text = upscale(
-            [str(clip.path), "-c", "a", "-o", str(folder / "o.mp4"), "--offline", "--weights"]
-            + [str(tmp_path / "none")]
-        )
-        assert code == ExitCode.MISSING_WEIGHTS, text
-        assert not stale.exists() and owned.exists() and other.exists()
-    finally:
-        live.kill()
-        live.wait()
+    stale = dead_temp(folder, "old")
+    other = folder / ".notes.mp4"  # not ours: left alone
+    other.write_bytes(b"x")
+    code, text = upscale(
+        [str(clip.path), "-c", "a", "-o", str(folder / "o.mp4"), "--offline", "--weights"]
+        + [str(tmp_path / "none")]
+    )
+    assert code == ExitCode.MISSING_WEIGHTS, text
+    assert not stale.exists() and other.exists()
+    assert f"removed {stale}" in text
 
 
 def test_folder_batch_skips_its_own_outputs_temps_and_hidden_files_when_run_into_itself(
@@ -130,7 +126,7 @@ def test_folder_batch_skips_its_own_outputs_temps_and_hidden_files_when_run_into
     code, text = upscale(args)
     assert code == 0, text
     assert (clips / "a_64p.mp4").is_file()
-    (clips / f".a_64p{TEMP_MARKER}{dead_pid()}-abcd_123.mp4").write_bytes(b"x")
+    dead_temp(clips, "a_64p")
     (clips / ".hidden.mp4").write_bytes(b"x")
     code, text = upscale(args)
     assert code == 0, text

@@ -11,21 +11,20 @@ import contextlib
 import errno
 import math
 import os
-import re
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from vidrefine.errors import BadInput, DiskFull, OutputExists, OutputNotWritable
-
-TEMP_MARKER = ".vidrefine-tmp-"
-# `.<stem>.vidrefine-tmp-<writer pid>-<mkstemp's 8 characters><suffix>`; before the PID was
-# added, `.<stem>.vidrefine-tmp-<8 characters><suffix>` (no PID: a legacy temporary file).
-_TEMP_NAME = re.compile(
-    r"^\..*" + re.escape(TEMP_MARKER) + r"(?:(?P<pid>\d+)-)?[a-z0-9_]{8}(?:\.[A-Za-z0-9]+)?$"
+from vidrefine.io.temps import (  # noqa: F401 (re-exported)
+    TEMP_MARKER,
+    is_temp_name,
+    lock_writer,
+    remove_stale_temps,
+    stale_temp,
+    writer_marker,
 )
-LEGACY_STALE_SECONDS = 24 * 3600  # a temporary file without a PID, untouched this long, is stale
+
 REPLACE_HINT = "pass --overwrite (overwrite=True in Python) to replace it"
 _RANDOM_CHARS = 8  # what tempfile.mkstemp adds between prefix and suffix
 DEFAULT_NAME_MAX = 255  # bytes in one name: Linux, macOS and Windows file systems alike
@@ -104,26 +103,27 @@ def _nearest_folder(folder: Path) -> Path:
 
 
 def _temp_file(final: Path, suffix: str) -> tuple[int, str]:
-    """A file made by mkstemp beside `final`: `.<stem>.vidrefine-tmp-<pid>-XXXXXXXX<suffix>`.
+    """A file made by mkstemp beside `final` (`.<stem>.vidrefine-tmp-<pid>@<host>-XXXXXXXX<suffix>`)
+    and locked by this process: how a later run tells a dead writer's file from a live one's.
 
-    The writer's PID in the name lets a later run tell a temporary file left by a killed run
-    (`remove_stale_temps`) from one a live run is writing. The stem is shortened so that the
-    temporary name fits wherever `final` fits: a name near the limit must not fail because of
-    its temporary twin. Failures are `OutputNotWritable`.
+    The stem is shortened so that the temporary name fits wherever `final` fits: a name near the
+    limit must not fail because of its temporary twin. Failures are `OutputNotWritable`.
     """
     folder, stem = final.parent, final.name if not suffix else final.stem
-    marker = f"{TEMP_MARKER}{os.getpid()}-"
+    marker = writer_marker()
     fixed = len(os.fsencode(f".{marker}{suffix}")) + _RANDOM_CHARS
     budget = max(0, name_max(folder) - fixed)
     short = os.fsencode(stem)[:budget].decode(errors="ignore")  # never half a character
     try:
-        return tempfile.mkstemp(prefix=f".{short}{marker}", suffix=suffix, dir=folder)
+        fd, name = tempfile.mkstemp(prefix=f".{short}{marker}", suffix=suffix, dir=folder)
     except OSError as err:
         if err.errno == errno.ENAMETOOLONG:
             raise _name_too_long(final, "the file system refused it") from err
         raise OutputNotWritable(
             f"{final}: cannot write in {folder} ({err.strerror}); choose another folder"
         ) from err
+    lock_writer(fd)
+    return fd, name
 
 
 def _check_writable(folder: Path, out: Path) -> None:
@@ -150,7 +150,6 @@ def atomic_output(final_path: str | Path, *, overwrite: bool) -> Iterator[Path]:
     if os.path.lexists(final) and not overwrite:
         raise OutputExists(f"{final}: already exists; {REPLACE_HINT}")
     fd, temp_name = _temp_file(final, suffix=final.suffix)
-    os.close(fd)
     temp = Path(temp_name)
     try:
         yield temp
@@ -158,6 +157,8 @@ def atomic_output(final_path: str | Path, *, overwrite: bool) -> Iterator[Path]:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)  # the writer's lock goes with it, once the file is in place or gone
 
 
 def user_mode(mode: int) -> int:
@@ -193,68 +194,9 @@ def _publish(temp: Path, final: Path, *, overwrite: bool) -> None:
     temp.unlink()
 
 
-def is_temp_name(name: str) -> bool:
-    """Whether `name` is one of our temporary files (this format or the legacy one without PID)."""
-    return _TEMP_NAME.match(name) is not None
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process `pid` exists (ours, or another user's that we may not signal)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # it exists (another user's), or we cannot tell: keep the file
-    return True
-
-
-def stale_temp(path: Path, *, now: float | None = None) -> bool:
-    """Whether `path` is a temporary file of ours that no live process can still be writing.
-
-    Its writer's PID (in the name) is not a running process; a legacy name without PID counts
-    as stale once untouched for `LEGACY_STALE_SECONDS`. A PID reused by another process keeps
-    the file (it is removed by a later run): never remove what a live run may own.
-    """
-    match = _TEMP_NAME.match(path.name)
-    if match is None or not path.is_file() or path.is_symlink():
-        return False
-    if match["pid"] is not None:
-        return not _pid_alive(int(match["pid"]))
-    try:
-        age = (time.time() if now is None else now) - path.stat().st_mtime
-    except OSError:
-        return False
-    return age > LEGACY_STALE_SECONDS
-
-
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Remove the temporary files that killed runs (kill -9, power loss) left in `folder`.
-
-    Only names of our format (`is_temp_name`) whose writer is gone (`stale_temp`); returns
-    what was removed. A folder that cannot be listed, or a file that cannot be removed, is
-    left as it is.
-    """
-    removed = []
-    try:
-        entries = list(Path(folder).iterdir())
-    except OSError:
-        return removed
-    for path in entries:
-        if stale_temp(path):
-            try:
-                path.unlink()
-            except OSError:
-                continue
-            removed.append(path)
-    return removed
-
-
 def temp_bytes(output: Path) -> int:
     """Size of this process's temporary file(s) of `output` (0 when none can be seen)."""
-    ours = f".*{TEMP_MARKER}{os.getpid()}-*{output.suffix}"  # names carry the writer's PID
+    ours = f".*{writer_marker()}*{output.suffix}"  # names carry the writer's PID and host
     stem = output.stem[:8]
     try:
         temps = list(output.parent.glob(ours)) or list(
