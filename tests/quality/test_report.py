@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from html.parser import HTMLParser
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from matplotlib.text import Text
 
 from tests.quality.clips import bicubic, decoded, panning_frames, write_clip
 from vidrefine.cli import cli
@@ -16,6 +18,8 @@ from vidrefine.errors import ExitCode, OutputExists
 from vidrefine.io.probe import probe
 from vidrefine.quality import compare_clips, write_report
 from vidrefine.quality import report as report_module
+from vidrefine.quality.marks import Marks
+from vidrefine.quality.pictures import metrics_figure
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +98,12 @@ def test_report_is_local_with_pngs_of_the_stated_sizes_when_it_replaces_an_old_o
     assert len(images) >= 2  # the plots and at least one contact sheet
     for attrs in images:
         assert png_size(folder / attrs["src"]) == (int(attrs["width"]), int(attrs["height"]))
-    video = next(attrs["src"] for tag, attrs in parser.tags if tag == "video")
-    assert probe(folder / video).frame_count == result.frames
+    video = next(attrs for tag, attrs in parser.tags if tag == "video")
+    assert probe(folder / video["src"]).frame_count == result.frames
+    sheet_width = max(int(a["width"]) for a in images if a["src"].startswith("frame_"))
+    assert int(video["width"]) >= sheet_width  # shown as large as the pictures above it
+    file_h, file_w = probe(folder / video["src"]).display_hw
+    assert abs(int(video["height"]) - int(video["width"]) * file_h / file_w) <= 1
     assert json.loads((folder / "metrics.json").read_text())["flicker_frames"] == [6, 7]
 
 
@@ -125,3 +133,73 @@ def test_compare_command_fails_with_one_line_when_input_is_bad(case, clips, tmp_
     code, out, err = run(args)
     assert code == expected and out == ""
     assert len(err.splitlines()) == 1 and err.startswith("vidrefine: error:"), err
+
+
+@pytest.fixture(scope="module")
+def short_results(tmp_path_factory) -> dict[int, object]:
+    """Compare results of 5- and 20-frame clips (where matplotlib's own ticks fall between
+    frames: 0.5, 1.5 and 2.5, 7.5), with a repeated frame as in `clips`.
+    """
+    folder = tmp_path_factory.mktemp("short")
+    results = {}
+    for frames in (5, 20):
+        source = write_clip(folder / f"in{frames}.mp4", panning_frames(frames))
+        up = bicubic(decoded(source))
+        up[frames // 2] = up[frames // 2 - 1]
+        results[frames] = compare_clips(source, write_clip(folder / f"out{frames}.mp4", up))
+    return results
+
+
+def visible_ticks(ax) -> list[float]:
+    low, high = sorted(ax.get_xlim())
+    return [float(t) for t in ax.get_xticks() if low <= t <= high]
+
+
+@pytest.mark.parametrize("frames", [5, 20])
+def test_per_frame_plots_tick_whole_frames_only_when_the_clip_is_short(short_results, frames):
+    figure = metrics_figure(short_results[frames])
+    figure.canvas.draw()
+    for ax in figure.axes:
+        ticks = visible_ticks(ax)
+        assert len(ticks) >= 2, ticks
+        assert all(t == int(t) for t in ticks), (ax.get_title(loc="left"), ticks)
+
+
+@pytest.mark.parametrize("frames", [5, 20])
+def test_plot_legend_and_titles_cover_no_data_and_stay_on_the_figure_when_drawn(
+    short_results, frames
+):
+    figure = metrics_figure(short_results[frames])
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in figure.axes if ax.get_legend() is not None]
+    assert len(legends) == 1  # the L*a*b* panel's
+    boxes = [ax.get_window_extent(renderer) for ax in figure.axes]
+    labels = [legends[0].get_window_extent(renderer)]
+    labels += [left_title(ax).get_window_extent(renderer) for ax in figure.axes]
+    for label in labels:
+        assert figure.bbox.contains(label.x0, label.y0) and figure.bbox.contains(label.x1, label.y1)
+        assert not any(label.overlaps(box) for box in boxes), label
+    assert not legends[0].get_window_extent(renderer).overlaps(labels[4])  # the panel's title
+
+
+def left_title(ax):
+    """The Text artist of the axes' left-aligned title."""
+    wanted = ax.get_title(loc="left")
+    return next(c for c in ax.get_children() if isinstance(c, Text) and c.get_text() == wanted)
+
+
+def marked(result, windows: tuple[int, ...], cuts: tuple[int, ...] = ()):
+    return dataclasses.replace(result, marks=Marks(windows, cuts))
+
+
+def test_report_says_one_window_starting_at_frame_0_when_the_plan_had_one_window(result):
+    text = report_module.page(marked(result, ()), (10, 10), {})
+    assert "One window (starts at frame 0)" in text
+    assert "(none)" not in text
+
+
+def test_report_lists_every_window_start_from_frame_0_when_the_plan_had_several(result):
+    text = report_module.page(marked(result, (8,), (5,)), (10, 10), {})
+    assert "Windows start at frames 0, 5, 8" in text
+    assert "cut" in text and "frames 5" in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -17,21 +18,36 @@ from vidrefine.io.writer import VideoWriter
 from vidrefine.quality.compare import DRIFT_NOTICEABLE, FLICKER_RATIO, CompareResult
 from vidrefine.quality.metrics import scale_to
 
+if TYPE_CHECKING:  # matplotlib loads when a report is drawn
+    from matplotlib.figure import Figure
+
 TILE_WIDTH = 480  # contact-sheet tiles: a full frame and a zoomed crop, side by side
 GAP = 4  # pixels between tiles
+SHEET_WIDTH = 2 * TILE_WIDTH + GAP
 ZOOM = 4  # the crop shows 1/ZOOM of the frame's width and height
 VIDEO_HEIGHT = 360  # each half of the side-by-side video
-PLOT_DPI = 80
-PLOT_INCHES = (10.0, 13.0)  # 800 x 1040 pixels
+PLOT_DPI = 100
+PLOT_INCHES = (SHEET_WIDTH / PLOT_DPI, 14.0)  # 964 x 1400 pixels: as wide as a contact sheet
+TITLE_PT, LABEL_PT = 13, 11  # readable at the page's size (18 and 15 pixels)
+THRESHOLD = {"color": "#e66100", "lw": 2.0, "ls": "--", "zorder": 1.5}  # under the data
 # (key, title, threshold line or None): one panel each; the Lab shifts share one panel.
 PANELS = (
     ("psnr", "PSNR of the scaled-back output (dB, higher is closer)", None),
     ("ssim", "SSIM of the scaled-back output (1 = identical)", None),
-    ("delta_e", "colour drift: mean CIEDE2000 (noticeable above the line)", DRIFT_NOTICEABLE),
+    (
+        "delta_e",
+        f"colour drift: mean CIEDE2000 (noticeable above the orange line, {DRIFT_NOTICEABLE:g})",
+        DRIFT_NOTICEABLE,
+    ),
     ("lab", "mean shift of L*, a*, b* (output - input)", None),
-    ("warp_ratio", "warping error / bicubic's (1 = as steady as the input)", FLICKER_RATIO),
+    (
+        "warp_ratio",
+        f"warping error / bicubic's (1 = as steady as the input; unsteady above {FLICKER_RATIO:g})",
+        FLICKER_RATIO,
+    ),
     ("hf_ratio", "high-frequency energy / bicubic's (detail gained)", None),
 )
+LAB_LINES = (("delta_l", "k", "L*"), ("delta_a", "m", "a*"), ("delta_b", "y", "b*"))
 
 
 def write_png(path: Path, image: np.ndarray) -> tuple[int, int]:
@@ -42,44 +58,57 @@ def write_png(path: Path, image: np.ndarray) -> tuple[int, int]:
 
 
 def plot_metrics(result: CompareResult, path: Path) -> tuple[int, int]:
+    """Draw `metrics_figure` as a PNG at `path`; returns its (height, width)."""
+    figure = metrics_figure(result)
+    figure.canvas.draw()
+    rgba = np.asarray(figure.canvas.buffer_rgba())
+    return write_png(path, np.ascontiguousarray(rgba[..., :3]))
+
+
+def metrics_figure(result: CompareResult) -> Figure:
     """Every per-frame metric against the frame index, window starts and cuts marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    figure = Figure(figsize=PLOT_INCHES, dpi=PLOT_DPI)
-    canvas = FigureCanvasAgg(figure)
+    figure = Figure(figsize=PLOT_INCHES, dpi=PLOT_DPI, layout="constrained")
+    FigureCanvasAgg(figure)
     axes = figure.subplots(len(PANELS), 1, sharex=True)
     frames = np.arange(result.frames)
     for ax, (key, title, limit) in zip(axes, PANELS, strict=True):
         if key == "lab":
-            for name, colour, label in (
-                ("delta_l", "k", "L*"),
-                ("delta_a", "m", "a*"),
-                ("delta_b", "y", "b*"),
-            ):
-                ax.plot(frames, result.per_frame[name], colour, lw=1, label=label)
-            ax.legend(loc="upper right", fontsize=8, ncols=3)
+            for name, colour, label in LAB_LINES:
+                ax.plot(frames, result.per_frame[name], colour, lw=1.5, label=label)
+            # above the panel's top right corner, beside its title: over no data, whatever the clip
+            ax.legend(
+                loc="lower right",
+                bbox_to_anchor=(1.0, 1.0),
+                ncols=3,
+                frameon=False,
+                fontsize=LABEL_PT,
+                borderaxespad=0.1,
+                handlelength=1.5,
+            )
         else:
-            ax.plot(frames, result.per_frame[key], "b.-", lw=1, ms=3)
+            ax.plot(frames, result.per_frame[key], "b.-", lw=1.5, ms=5)
         if limit is not None:
-            ax.axhline(limit, color="orange", lw=1, ls=":")
+            ax.axhline(limit, **THRESHOLD)
         _mark(ax, result)
-        ax.set_title(title, fontsize=9, loc="left")
+        ax.set_title(title, fontsize=TITLE_PT, loc="left")
+        ax.tick_params(labelsize=LABEL_PT)
         ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("frame")
-    figure.subplots_adjust(left=0.07, right=0.98, top=0.97, bottom=0.05, hspace=0.35)
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())
-    return write_png(path, np.ascontiguousarray(rgba[..., :3]))
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))  # frames are whole (axes share it)
+    axes[-1].set_xlabel("frame", fontsize=LABEL_PT)
+    return figure
 
 
 def _mark(ax: object, result: CompareResult) -> None:
     if result.marks is None:
         return
     for start in result.marks.windows:
-        ax.axvline(start, color="grey", lw=0.8, ls="--")
+        ax.axvline(start, color="grey", lw=1.2, ls="--")
     for cut in result.marks.cuts:
-        ax.axvline(cut, color="red", lw=1)
+        ax.axvline(cut, color="red", lw=1.5)
 
 
 def _fit(frame: np.ndarray, width: int) -> np.ndarray:
@@ -114,7 +143,7 @@ def contact_sheet(source: np.ndarray, output: np.ndarray) -> np.ndarray:
         zoomed = cv2.resize(crop, (full.shape[1], full.shape[0]), interpolation=cv2.INTER_NEAREST)
         tiles.append((full, zoomed))
     height = tiles[0][0].shape[0]
-    sheet = np.full((2 * height + GAP, 2 * TILE_WIDTH + GAP, 3), 255, dtype=np.uint8)
+    sheet = np.full((2 * height + GAP, SHEET_WIDTH, 3), 255, dtype=np.uint8)
     for column, (full, zoomed) in enumerate(tiles):
         x = column * (TILE_WIDTH + GAP)
         sheet[:height, x : x + TILE_WIDTH] = full
@@ -122,10 +151,17 @@ def contact_sheet(source: np.ndarray, output: np.ndarray) -> np.ndarray:
     return sheet
 
 
+def side_by_side_hw(output_hw: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of the side-by-side video of an output of `output_hw` (even sizes)."""
+    height = min(VIDEO_HEIGHT, output_hw[0]) // 2 * 2
+    width = max(2, round(output_hw[1] * height / output_hw[0]) // 2 * 2)
+    return height, 2 * width
+
+
 def side_by_side(source: np.ndarray, output: np.ndarray) -> np.ndarray:
     """One video frame: bicubic-upscaled input on the left, output on the right (even sizes)."""
-    height = min(VIDEO_HEIGHT, output.shape[0]) // 2 * 2
-    width = max(2, round(output.shape[1] * height / output.shape[0]) // 2 * 2)
+    height, double = side_by_side_hw(output.shape[:2])
+    width = double // 2
     bicubic = scale_to(source, output.shape[:2], antialias=False)
     left = scale_to(bicubic, (height, width), antialias=True)
     right = scale_to(output, (height, width), antialias=True)

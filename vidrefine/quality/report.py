@@ -17,7 +17,14 @@ import numpy as np
 from vidrefine.io.folders import atomic_folder
 from vidrefine.progress import NullProgress, Progress
 from vidrefine.quality.compare import DRIFT_NOTICEABLE, FLICKER_RATIO, CompareResult, frame_pairs
-from vidrefine.quality.pictures import contact_sheet, plot_metrics, write_png, write_side_by_side
+from vidrefine.quality.pictures import (
+    SHEET_WIDTH,
+    contact_sheet,
+    plot_metrics,
+    side_by_side_hw,
+    write_png,
+    write_side_by_side,
+)
 
 PAGE = "index.html"
 VIDEO = "side_by_side.mp4"
@@ -127,6 +134,8 @@ def page(
         marks=html.escape(_marks_text(result)),
         figures=figures,
         video=VIDEO,
+        video_h=_video_hw(result)[0],
+        video_w=_video_hw(result)[1],
     )
 
 
@@ -137,11 +146,27 @@ def _facts(result: CompareResult) -> str:
 
 
 def _marks_text(result: CompareResult) -> str:
+    """What the plots mark: every window start (the first is frame 0) and every cut."""
     if result.marks is None:
         return "No window starts or cuts are marked: the output carries no vidrefine plan."
-    windows = ", ".join(map(str, result.marks.windows)) or "none"
-    cuts = ", ".join(map(str, result.marks.cuts)) or "none"
-    return f"Dashed grey lines: window starts ({windows}). Red lines: cuts ({cuts})."
+    windows, cuts = result.marks.windows, result.marks.cuts
+    if not windows and not cuts:
+        return "One window (starts at frame 0) and no cut: nothing to mark."
+    starts = ", ".join(map(str, sorted({0, *windows, *cuts})))
+    text = f"Windows start at frames {starts}: a dashed grey line marks each start after the first"
+    if not cuts:
+        return text + "; no cut."
+    return text + f", a red line each cut (a new shot, frames {', '.join(map(str, cuts))})."
+
+
+def _video_hw(result: CompareResult) -> tuple[int, int]:
+    """The side-by-side video's size on the page: its own, enlarged to the contact sheets'
+    width when smaller (a small clip's video would sit under its own controls); the page's
+    style shrinks it to the page's width.
+    """
+    height, width = side_by_side_hw(result.output_hw)
+    shown = max(width, SHEET_WIDTH)
+    return round(height * shown / width), shown
 
 
 _TEMPLATE = """<!DOCTYPE html>
@@ -162,7 +187,7 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 {figures}
 <h2>Side by side</h2>
 <p>Left: the input upscaled bicubically. Right: the output.</p>
-<video src="{video}" controls loop muted></video>
+<video src="{video}" width="{video_w}" height="{video_h}" controls loop muted></video>
 <p>Every number per frame: <a href="metrics.json">metrics.json</a>.</p>
 </body></html>
 """
