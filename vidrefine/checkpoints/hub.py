@@ -39,22 +39,26 @@ def _hub_endpoint() -> str:
 
 
 @contextlib.contextmanager
-def _no_hub_retries() -> Iterator[None]:
+def _first_request(answered: Callable[[], None]) -> Iterator[None]:
     """For the first request only: huggingface_hub's metadata HEAD without its retry loop (five
     tries over about 25 s, a warning line each) and with a short timeout, so that a Hub that
-    cannot be reached fails at once. Without that hook (another huggingface_hub) nothing changes.
+    cannot be reached fails at once; `answered` runs as soon as that HEAD succeeds (before any
+    byte is transferred). Without that hook (another huggingface_hub) `answered` runs at once.
     """
     from huggingface_hub import file_download
 
     original = getattr(file_download, "get_hf_file_metadata", None)
     if original is None:
+        answered()
         yield
         return
 
     def once(*args: Any, **kwargs: Any) -> Any:
         kwargs["retry_on_errors"] = False
         kwargs["timeout"] = min(kwargs.get("timeout") or HUB_CHECK_TIMEOUT_S, HUB_CHECK_TIMEOUT_S)
-        return original(*args, **kwargs)
+        metadata = original(*args, **kwargs)
+        answered()
+        return metadata
 
     file_download.get_hf_file_metadata = once
     try:
@@ -110,10 +114,13 @@ def _rmdir_if_empty(folder: Path) -> None:
         folder.rmdir()
 
 
-def announce_fetch(
+def fetch_announcer(
     missing: list[WeightFile], target: Path, announce: Callable[[str], None] | None
-) -> None:
-    """Say what is about to be fetched, how big it is, and whether the folder has the room."""
+) -> Callable[[], None]:
+    """A callable that says, once, what is about to be fetched, how big it is, and whether the
+    folder has the room. `resolve` hands it to the first download, which calls it when the Hub
+    has answered: an unreachable Hub gets the one error line, not this line before it.
+    """
     parts = ", ".join(f"{w.display_name} ({w.size_gb:.1f} GB)" for w in missing)
     need_gb = sum(w.size_gb for w in missing)
     message = (
@@ -123,8 +130,14 @@ def announce_fetch(
     free_gb = _free_gb(target)
     if free_gb is not None and free_gb < need_gb:
         message += f" (warning: only {free_gb:.1f} GB free there)"
-    if announce is not None:
-        announce(message)
+    said: list[str] = []
+
+    def say() -> None:
+        if announce is not None and not said:
+            said.append(message)
+            announce(message)
+
+    return say
 
 
 def _free_gb(folder: Path) -> float | None:
@@ -143,13 +156,15 @@ def fetch_weight(
     *,
     weights_dir: str | Path | None,
     advise: bool = True,
-    fast: bool = False,
+    on_answer: Callable[[], None] | None = None,
 ) -> Path:
     """Download `weight` into `target` (resumable) and return its final path.
 
     Each hub file is fetched into `target/.partial/` (where `hf_hub_download` resumes an
     interrupted transfer) and moved into place only when complete, so a file under its final
     name is always whole. The T5 encoder and tokenizer subfolders are flattened into one folder.
+    `on_answer` (for the first file of a fetch) asks the Hub once, quickly, and runs when it
+    answers (at the latest when the file is in).
     """
     entry = target / weight.name
     try:
@@ -160,8 +175,12 @@ def fetch_weight(
         final = entry / source.local_name if weight.folder else entry
         if nonempty_file(final):
             continue
-        downloaded = _hub_download(source, target / PARTIAL_DIR, weight, weights_dir, advise, fast)
-        fast = False
+        downloaded = _hub_download(
+            source, target / PARTIAL_DIR, weight, weights_dir, advise, on_answer
+        )
+        if on_answer is not None:
+            on_answer()
+        on_answer = None
         os.replace(downloaded, final)
     return entry
 
@@ -172,11 +191,12 @@ def _hub_download(
     weight: WeightFile,
     weights_dir: str | Path | None,
     advise: bool = True,
-    fast: bool = False,
+    on_answer: Callable[[], None] | None = None,
 ) -> Path:
     """One hub file into `partial`; huggingface_hub's retry lines are not shown (one line each
-    failure is vidrefine's). Losing the connection raises `Unreachable`; `fast` (the first file
-    of a fetch) asks the Hub once, with a short timeout and no retries.
+    failure is vidrefine's). Losing the connection raises `Unreachable`; with `on_answer` (the
+    first file of a fetch) the Hub is asked once, with a short timeout and no retries, and
+    `on_answer` runs when it answers.
     """
     import logging
 
@@ -189,7 +209,7 @@ def _hub_download(
     level = hub_logger.level
     hub_logger.setLevel(logging.CRITICAL)
     try:
-        with _no_hub_retries() if fast else contextlib.nullcontext():
+        with _first_request(on_answer) if on_answer else contextlib.nullcontext():
             path = hf_hub_download(source.repo_id, source.repo_path, local_dir=partial)
     except LocalEntryNotFoundError as exc:
         cause = exc.__cause__ or exc.__context__

@@ -22,7 +22,7 @@ from pathlib import Path
 from vidrefine.checkpoints.hub import (
     Unreachable,
     absent_folders,
-    announce_fetch,
+    fetch_announcer,
     fetch_weight,
     nonempty_file,
     tidy,
@@ -258,7 +258,7 @@ def resolve(
                 raise BadCheckpoint(_empty_message(empty_files, missing, folders, weights_dir, why))
             raise MissingWeights(_missing_message(missing, folders, weights_dir, why))
         target = folders[0]
-        announce_fetch(missing, target, announce)
+        say = fetch_announcer(missing, target, announce)
         created = absent_folders(target, missing)
         try:
             for done, weight in enumerate(missing):
@@ -268,7 +268,7 @@ def resolve(
                         target,
                         weights_dir=weights_dir,
                         advise=advise_download,
-                        fast=done == 0,
+                        on_answer=say if done == 0 else None,
                     )
                 except Unreachable as exc:
                     raise HubUnreachable(missing[done:], folders, weights_dir, str(exc)) from exc
