@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # rich tables and vidrefine.checkpoints (torch) load when the
     from vidrefine.checkpoints.weights import WeightFile
 
 ENCODERS = ("libx264", "libx265", "aac")
+NEEDED_BY = {"stage1": "t2v", "captioner": "caption, upscale --caption auto"}  # else both
 
 
 def torch_rows() -> list[tuple[str, str]]:
@@ -78,7 +79,7 @@ def weights_table(files: Sequence[WeightFile], found: Mapping[str, Path | None])
 
     table = Table("weights", "needed by", "found in", "size", title="weights")
     for weight in files:
-        needed = "t2v" if weight.key == "stage1" else "upscale, t2v"
+        needed = NEEDED_BY.get(weight.key, "upscale, t2v")
         path = found[weight.name]
         if path is None:
             table.add_row(weight.display_name, needed, "missing", f"~{weight.size_gb:.1f} GB")
@@ -106,7 +107,7 @@ def command(env: Environment, weights: Path | None, selftest: bool) -> None:
 
     from vidrefine.checkpoints.weights import (
         ALL_WEIGHTS,
-        download_command,
+        OPTIONAL_WEIGHTS,
         locate,
         search_path,
         total_gb,
@@ -121,20 +122,29 @@ def command(env: Environment, weights: Path | None, selftest: bool) -> None:
     for index, folder in enumerate(folders, 1):
         exists = "" if folder.is_dir() else " (does not exist)"
         env.console.print(f"  {index}. {folder}{exists}")
-    found = locate(ALL_WEIGHTS, folders)
-    env.console.print(weights_table(ALL_WEIGHTS, found))
+    found = locate((*ALL_WEIGHTS, *OPTIONAL_WEIGHTS), folders)
+    env.console.print(weights_table((*ALL_WEIGHTS, *OPTIONAL_WEIGHTS), found))
+    where = shlex.quote(str(weights)) if weights is not None else None
     missing = tuple(w for w in ALL_WEIGHTS if found[w.name] is None)
     if missing:
-        where = shlex.quote(str(weights)) if weights is not None else None
-        env.console.print(
-            f"missing weights (~{total_gb(missing):.1f} GB) are fetched by: "
-            + download_command(missing, where),
-            soft_wrap=True,
-            markup=False,
-            highlight=False,
+        print_line(
+            env, f"missing weights (~{total_gb(missing):.1f} GB) are fetched by: ", missing, where
         )
+    optional = tuple(w for w in OPTIONAL_WEIGHTS if found[w.name] is None)
+    if optional:
+        uses = NEEDED_BY["captioner"]
+        lead = f"the captioner (~{total_gb(optional):.1f} GB; {uses}) is fetched by: "
+        print_line(env, lead, optional, where)
     if selftest:
         run_selftest_command(env)
+
+
+def print_line(env: Environment, lead: str, files: Sequence[WeightFile], where: str | None) -> None:
+    """`lead` and the command that fetches `files`, unwrapped (to copy and paste)."""
+    from vidrefine.checkpoints.weights import download_command
+
+    line = lead + download_command(files, where)
+    env.console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 def run_selftest_command(env: Environment) -> None:
