@@ -84,10 +84,8 @@ def test_report_is_local_with_pngs_of_the_stated_sizes_when_it_replaces_an_old_o
     result, tmp_path
 ):
     folder = tmp_path / "report"
-    folder.mkdir()
-    (folder / "old.txt").write_text("old")
+    write_report(result, folder)
     page = write_report(result, folder, overwrite=True)
-    assert not (folder / "old.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temporary left
     text = page.read_text()
     assert "http" not in text.lower()
@@ -128,6 +126,7 @@ def test_compare_command_fails_with_one_line_when_input_is_bad(case, clips, tmp_
         args[2] = str(write_clip(tmp_path / "short.mp4", decoded(output)[:9]))
     else:
         (tmp_path / "report").mkdir()
+        (tmp_path / "report" / "notes.txt").write_text("mine")
         args += ["--report", str(tmp_path / "report")]
         expected = ExitCode.OUTPUT_EXISTS
     code, out, err = run(args)

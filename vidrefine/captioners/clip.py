@@ -16,9 +16,10 @@ import torch
 
 from vidrefine.captioners import DEFAULT_CAPTIONER, Captioner, create_captioner
 from vidrefine.captioners.trim import one_paragraph, t5_token_counter, trim_to_tokens
-from vidrefine.captions import CaptionCue, sidecar_captions, write_captions
+from vidrefine.captions import SIDECAR_SUFFIX, CaptionCue, sidecar_captions, write_captions
 from vidrefine.config import resolve_precision
-from vidrefine.errors import OutputExists
+from vidrefine.errors import BadInput, OutputExists
+from vidrefine.io.atomic import check_distinct_outputs, check_output_place
 from vidrefine.io.probe import MediaInfo, probe
 from vidrefine.io.reader import read_chunks
 from vidrefine.progress import NullProgress, Progress
@@ -177,11 +178,23 @@ class CaptionSession:
         return tuple(CaptionCue(s.start_s, s.end_s, texts.get(n, "")) for n, s in enumerate(shots))
 
 
-def check_targets(targets: Sequence[Path], *, overwrite: bool) -> None:
-    """Refuse (`OutputExists`) a captions file that exists, unless `overwrite`."""
-    for target in targets:
-        if target.exists() and not overwrite:
+def check_targets(pairs: Sequence[tuple[Path, Path]], *, overwrite: bool) -> None:
+    """Refuse, before any clip is captioned, a (clip, captions file) pair that cannot be written.
+
+    A captions file ends in .srt, is none of the clips, is written by one clip only, is not
+    replaced without `overwrite`, and its folder (or the nearest that exists) is writable.
+    """
+    check_distinct_outputs(pairs)
+    clips = [clip for clip, _ in pairs]
+    for clip, target in pairs:
+        if target.suffix.lower() != ".srt":
+            raise BadInput(
+                f"{target}: a captions file is SRT text and must end in .srt "
+                f"(e.g. {clip.stem}{SIDECAR_SUFFIX})"
+            )
+        if target.exists() and not target.is_dir() and not overwrite:
             raise OutputExists(f"{target} exists (captions kept); pass --overwrite to replace it")
+        check_output_place(target, inputs=clips, overwrite=overwrite)
 
 
 def caption_files(
@@ -199,7 +212,7 @@ def caption_files(
     `on_write(file, cues)` follows each file written. Returns (file, cues) per clip.
     """
     targets = [output(clip) for clip in clips]
-    check_targets(targets, overwrite=overwrite)
+    check_targets(list(zip(clips, targets, strict=True)), overwrite=overwrite)
     written = []
     for clip, target in zip(clips, targets, strict=True):
         info = probe(clip)

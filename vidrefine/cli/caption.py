@@ -164,7 +164,7 @@ def command(
 
     files, _ = expand_inputs(clips)
     targets = captions_targets(files, output)
-    check_targets([targets(clip) for clip in files], overwrite=overwrite)
+    check_targets([(clip, targets(clip)) for clip in files], overwrite=overwrite)
     flags = {"shots": shots, "cut_threshold": cut_threshold}
     config = RunConfig(**{key: value for key, value in flags.items() if value is not None})
     where = {"weights": weights, "offline": offline}
@@ -185,6 +185,7 @@ def auto_captions(
     """`upscale --caption auto`: write the captions file beside each clip that has none (kept
     afterwards, to read and edit), with the captioner loaded once and released before stage II.
     """
+    from vidrefine.captioners.clip import check_targets
     from vidrefine.captions import sidecar_captions
     from vidrefine.cli.batch import expand_inputs
 
@@ -199,6 +200,7 @@ def auto_captions(
             todo.append(clip)
     if not todo:
         return
+    check_targets([(clip, sidecar_captions(clip)) for clip in todo], overwrite=False)
     where = {"weights": weights, "offline": offline}
     caption_across_ranks(
         DEFAULT_CAPTIONER, todo, sidecar_captions, config, overwrite=False, env=env, **where

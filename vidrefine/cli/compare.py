@@ -52,8 +52,8 @@ def command(
     from vidrefine.io.folders import check_report_folder
     from vidrefine.quality.compare import compare_clips
 
-    if report is not None:
-        check_report_folder(report, overwrite=overwrite)  # before minutes of work
+    if report is not None:  # before minutes of work
+        check_report_folder(report, overwrite=overwrite, keep=[input_path, output_path])
     result = compare_clips(input_path, output_path, align=align, progress=env.progress())
     for warning in result.warnings:
         env.warn(warning)
@@ -80,17 +80,24 @@ def report_folders(folder: Path, outputs: list[Path]) -> list[Path]:
     return [folder] if len(outputs) == 1 else [folder / output.stem for output in outputs]
 
 
-def check_upscale_report(folder: Path, outputs: list[Path], *, overwrite: bool) -> None:
-    """Refuse, before the run, report folders that exist (without `overwrite`)."""
+def check_upscale_report(
+    folder: Path, outputs: list[Path], *, inputs: list[Path], overwrite: bool
+) -> None:
+    """Refuse, before the run, report folders that cannot be written or replaced.
+
+    None may hold an input or an output of the run (`check_report_folder`'s `keep`).
+    """
     from vidrefine.errors import OutputNotWritable
     from vidrefine.io.folders import check_report_folder
 
+    keep = [*inputs, *outputs]
     if len(outputs) > 1 and not folder.is_dir():
         if folder.exists() or not folder.parent.is_dir():
             raise OutputNotWritable(f"{folder}: cannot hold the reports; give a folder name")
+        check_report_folder(folder, overwrite=False, keep=keep)  # made to hold one per clip
         return
     for target in report_folders(folder, outputs):
-        check_report_folder(target, overwrite=overwrite)
+        check_report_folder(target, overwrite=overwrite, keep=keep)
 
 
 def report_after_upscale(

@@ -105,6 +105,9 @@ def command(
         overwrite=overwrite,
         captions=captions,
     )
+    if report is not None:  # checked before any weight is loaded or clip captioned
+        sources, outputs = [job.input for job in jobs], [job.output for job in jobs]
+        check_upscale_report(report, outputs, inputs=sources, overwrite=overwrite)
     if caption == AUTO_CAPTION:  # caption every clip first; its captions file is kept, then read
         auto_captions(
             tuple(j.input for j in jobs), config, weights=weights, offline=offline, env=env
@@ -113,8 +116,6 @@ def command(
         jobs = [upscale_job(job.input, job.output, several=several) for job in jobs]
     for warning in short_caption_warnings(jobs):
         env.note(f"warning: {warning}")
-    if report is not None:  # checked before any weight is loaded
-        check_upscale_report(report, [job.output for job in jobs], overwrite=overwrite)
     remove_stale_temps_in([job.output.parent for job in jobs], env.note)
     with removed_on_failure(make_output_folders(jobs)):
         run_refine(

@@ -12,7 +12,7 @@ import errno
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from vidrefine.errors import BadInput, DiskFull, OutputExists, OutputNotWritable
@@ -37,21 +37,60 @@ def check_output(
 
     Returns the output path. Symlinks are resolved, so a link to the input counts as the input.
     """
-    out = Path(output_path)
-    check_name_length(out)
-    if input_path is not None and _same_file(Path(input_path), out):
-        raise BadInput(f"{out}: the output would overwrite the input; choose another name")
-    if out.is_dir():
-        raise OutputNotWritable(f"{out}: is a folder; give a file name such as {out / 'out.mp4'}")
-    if os.path.lexists(out) and not overwrite:
-        raise OutputExists(f"{out}: already exists; {REPLACE_HINT}")
+    out = _check_target(output_path, [] if input_path is None else [input_path], overwrite)
     folder = out.parent
     if not folder.exists():
         raise OutputNotWritable(f"{out}: folder {folder} does not exist; create it first")
     if not folder.is_dir():
         raise OutputNotWritable(f"{out}: {folder} is not a folder")
-    _check_writable(folder, out)
+    check_writable_folder(folder, out.name)
     return out
+
+
+def check_output_place(
+    output_path: str | Path, *, inputs: Iterable[str | Path], overwrite: bool
+) -> Path:
+    """`check_output` for an output whose folders are made when it is written, of a command
+    with several inputs (none may be the output): the nearest existing ancestor of its folder
+    must be a writable folder.
+    """
+    out = _check_target(output_path, inputs, overwrite)
+    folder = out.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputNotWritable(f"cannot write {out}: {folder} is not a folder")
+    check_writable_folder(folder, out.name)
+    return out
+
+
+def _check_target(output_path: str | Path, inputs: Iterable[str | Path], overwrite: bool) -> Path:
+    out = Path(output_path)
+    check_name_length(out)
+    for input_path in inputs:
+        if _same_file(Path(input_path), out):
+            raise BadInput(f"{out}: the output would overwrite the input; choose another name")
+    if out.is_dir():
+        raise OutputNotWritable(f"{out}: is a folder; give a file name such as {out / 'out.mp4'}")
+    if os.path.lexists(out) and not overwrite:
+        raise OutputExists(f"{out}: already exists; {REPLACE_HINT}")
+    return out
+
+
+def check_distinct_outputs(pairs: Iterable[tuple[str | Path, str | Path]]) -> None:
+    """BadInput when two inputs of one command would be written to the same output.
+
+    `pairs` are (input, output); outputs are compared as absolute paths with links resolved.
+    """
+    seen: dict[Path, str | Path] = {}
+    for source, output in pairs:
+        key = Path(os.path.abspath(output)).resolve()
+        if key in seen:
+            raise BadInput(
+                f"{seen[key]} and {source} would both be written to {output}; give them "
+                "different names or folders"
+            )
+        seen[key] = source
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -126,9 +165,12 @@ def _temp_file(final: Path, suffix: str) -> tuple[int, str]:
     return fd, name
 
 
-def _check_writable(folder: Path, out: Path) -> None:
-    """Create and remove a probe file: os.access cannot see read-only mounts or ACLs reliably."""
-    fd, probe_path = _temp_file(folder / out.name, suffix="")
+def check_writable_folder(folder: Path, name: str = "probe") -> None:
+    """OutputNotWritable unless a file (named after `name`) can be made and removed in `folder`.
+
+    A probe file, because os.access cannot see read-only mounts or ACLs reliably.
+    """
+    fd, probe_path = _temp_file(folder / name, suffix="")
     os.close(fd)
     os.unlink(probe_path)
 
