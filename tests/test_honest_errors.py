@@ -85,3 +85,28 @@ def test_converted_file_gets_ordinary_permissions_and_no_temporary_is_left_when_
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask
     assert [p.name for p in tmp_path.iterdir()] == ["vae.safetensors"]
+
+
+# ---- t2v seeds outside what a seed can be ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seeds", "phrase"),
+    [
+        ("9223372036854775808", "between 0 and 9223372036854775807"),  # 2**63
+        ("1,99999999999999999999999", "between 0 and 9223372036854775807"),
+        ("-1", "not a seed"),
+        ("0,-5", "not a seed"),
+        ("\u00b2", "not a seed"),  # a superscript two: str.isdigit() says yes, int() says no
+        ("\u0663", "not a seed"),  # an Arabic-Indic three: int() takes it, a file name would not
+        ("0,,1", "not a seed"),
+    ],
+)
+def test_t2v_seed_outside_0_to_2_63_is_one_line_before_any_work_when_given(
+    tmp_path, seeds, phrase
+):
+    out = tmp_path / "out"
+    code, text = vidrefine("t2v", "--prompt", "a b", f"--seeds={seeds}", "-o", out)
+    assert code == ExitCode.BAD_INPUT
+    assert phrase in error_line(text)
+    assert not out.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +11,12 @@ import click
 from vidrefine.cli.batch import missing_folders, remove_stale_temps_in, removed_on_failure
 from vidrefine.cli.environment import Environment
 from vidrefine.cli.options import build_config, print_config, run_options, weights_options
-from vidrefine.config import RunConfig
+from vidrefine.config import RunConfig, knob_complaint
 from vidrefine.errors import BadInput
 from vidrefine.plugins import GENERATOR_GROUP, discover_generators
 
 DEFAULT_GENERATOR = "flashvideo-stage1"
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 
 
 def read_prompt_file(path: Path) -> list[str]:
@@ -33,15 +35,18 @@ def read_prompt_file(path: Path) -> list[str]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'0,1,2' -> [0, 1, 2]; anything else (empty items, negatives, repeats) is BadInput."""
+    """'0,1,2' -> [0, 1, 2]; anything else (empty items, negatives, repeats, seeds outside the
+    `seed` setting's limits) is BadInput.
+    """
     seeds: list[int] = []
     for item in text.split(","):
         item = item.strip()
-        if not item.isdigit():
+        if not _ASCII_DIGITS.fullmatch(item):  # str.isdigit() also takes "²", which int() refuses
             raise BadInput(f"--seeds {text!r}: {item!r} is not a seed; use e.g. --seeds 0,1,2")
         seed = int(item)
-        if seed >= 2**63:
-            raise BadInput(f"--seeds {text!r}: {seed} is too large")
+        complaint = knob_complaint("seed", seed)  # the one rule for a seed, as --seed has
+        if complaint is not None:
+            raise BadInput(f"--seeds {text!r}: {seed} {complaint}")
         if seed in seeds:
             raise BadInput(f"--seeds {text!r}: seed {seed} is listed twice")
         seeds.append(seed)
