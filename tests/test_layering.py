@@ -66,6 +66,11 @@ RULES: dict[str, Rule] = {
         only=_v("captions config errors plugins progress io checkpoints runtime"),
     ),
     "vidrefine.cli": Rule(),
+    "vidrefine.train": Rule(  # `vidrefine tune`: imported by cli (and train.lora by pipeline)
+        never=_v("cli web", "click rich"),
+        only=_v("models checkpoints sampling runtime io plan pipeline quality")
+        + _v("config errors progress captions"),
+    ),
     "vidrefine.web": Rule(
         never=_v("cli"),
         only=(
@@ -174,6 +179,20 @@ def test_cli_is_imported_by_nothing_when_outside_cli_and_main() -> None:
         if matches(name, "vidrefine.cli")
     )
     assert not importers, f"only vidrefine/__main__.py may import vidrefine.cli: {importers}"
+
+
+def test_train_is_imported_only_by_cli_when_outside_train() -> None:
+    # a tuned adapter is applied by the pipeline, the API and the page: train.lora, nothing else
+    lora_users = ("vidrefine", "vidrefine.pipeline", "vidrefine.web")
+    importers = sorted(
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in FILES
+        if owner(module_name(path)) not in ("vidrefine.cli", "vidrefine.train")
+        for name in file_imports(path)
+        if matches(name, "vidrefine.train")
+        and not (owner(module_name(path)) in lora_users and matches(name, "vidrefine.train.lora"))
+    )
+    assert not importers, f"only the CLI imports vidrefine.train: {importers}"
 
 
 def test_models_import_only_config_and_errors_when_leaving_models() -> None:
