@@ -68,7 +68,7 @@ def test_malformed_file_is_one_line_naming_file_and_cue_when_parsed(text: str, n
 
 
 def test_unreadable_files_are_bad_input_when_loaded(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="not found"):
+    with pytest.raises(BadInput, match="does not exist"):
         read_captions(tmp_path / "missing.srt")
     latin = tmp_path / "latin.srt"
     latin.write_bytes("1\n00:00:00,000 --> 00:00:01,000\ncaf\xe9\n".encode("latin-1"))

@@ -21,6 +21,9 @@ SIDECAR_SUFFIX = ".captions.srt"
 _TIME = r"(\d+):(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
 _TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s.*)?$")
 DEFAULT_FRAME_S = 1 / 8  # the slack when a clip's frame rate is unknown (stage II runs at 8 fps)
+# Captions, caption and prompt files are text: 8 MiB holds some 10,000 long captions.
+MAX_TEXT_BYTES = 8 * 1024**2
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # tab, line and page breaks are text
 
 
 @dataclass(frozen=True)
@@ -85,25 +88,33 @@ def _timestamp(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d},{rest % 1000:03d}"
 
 
-def _blocks(text: str) -> list[list[str]]:
-    """The cues of an SRT text as lists of non-blank lines, split at blank lines."""
-    blocks: list[list[str]] = [[]]
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff").split("\n"):
+def _blocks(text: str) -> list[list[tuple[int, str]]]:
+    """The cues of an SRT text as lists of (line number, line) of non-blank lines, split at
+    blank lines.
+    """
+    blocks: list[list[tuple[int, str]]] = [[]]
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff").split("\n")
+    for number, line in enumerate(lines, start=1):
         if line.strip():
-            blocks[-1].append(line.strip())
+            blocks[-1].append((number, line.strip()))
         elif blocks[-1]:
             blocks.append([])
     return [block for block in blocks if block]
 
 
-def _parse_block(block: list[str], number: int, source: str) -> CaptionCue:
-    """One cue from its lines: an optional index line, the timing line, then the text."""
-    lines = block[1:] if block[0].isdigit() and len(block) > 1 else block
-    timing = _TIMING.match(lines[0])
+def _parse_block(block: list[tuple[int, str]], number: int, source: str) -> CaptionCue:
+    """One cue from its lines: an optional index line, the timing line, then the text.
+
+    A time range among the text lines is an error, not a new cue: it means the blank line
+    that ends a cue is missing, and guessing where the next cue starts would put its index
+    number (or a caption line) into the wrong caption.
+    """
+    lines = block[1:] if block[0][1].isdigit() and len(block) > 1 else block
+    timing = _TIMING.match(lines[0][1])
     if timing is None:
         raise BadInput(
             f"{source}: cue {number}: expected a time range such as "
-            f"'00:00:01,000 --> 00:00:04,500', got {lines[0][:60]!r}"
+            f"'00:00:01,000 --> 00:00:04,500', got {lines[0][1][:60]!r}"
         )
     fields = timing.groups()
     start, end = _seconds(*fields[:4]), _seconds(*fields[4:])
@@ -111,7 +122,13 @@ def _parse_block(block: list[str], number: int, source: str) -> CaptionCue:
         raise BadInput(
             f"{source}: cue {number} ends at {end:.3f} s, not after its start {start:.3f} s"
         )
-    return CaptionCue(start, end, " ".join(lines[1:]))
+    for line_number, line in lines[1:]:
+        if _TIMING.match(line):
+            raise BadInput(
+                f"{source}: line {line_number}: a time range inside the text of cue {number}; "
+                "end each cue with a blank line"
+            )
+    return CaptionCue(start, end, " ".join(line for _, line in lines[1:]))
 
 
 def parse_srt(text: str, source: str) -> tuple[CaptionCue, ...]:
@@ -123,22 +140,56 @@ def parse_srt(text: str, source: str) -> tuple[CaptionCue, ...]:
     return tuple(_parse_block(b, n, source) for n, b in enumerate(_blocks(text), start=1))
 
 
+def read_text_file(path: Path, what: str) -> str:
+    """The UTF-8 text of a small text file: a captions, caption or prompt file (`what`).
+
+    Any readable file that is not a folder is read (`<(...)` pipes too), but never more than
+    `MAX_TEXT_BYTES`: `/dev/zero` or a video given by mistake is refused, not read whole.
+
+    Raises:
+        BadInput: missing, a folder, unreadable, larger than the limit, or not text (not
+            UTF-8, or holding NUL or other control bytes).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"{what} {path} is a folder, not a file")
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_TEXT_BYTES + 1)
+    except FileNotFoundError:
+        raise BadInput(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > MAX_TEXT_BYTES:
+        raise BadInput(
+            f"{what} {path} is larger than {MAX_TEXT_BYTES // 1024**2} MiB: not a {what}? "
+            "(captions and prompts are text of a few KB)"
+        )
+    return _decoded(data, path, what)
+
+
+def _decoded(data: bytes, path: Path, what: str) -> str:
+    """`data` as text; BadInput naming the first byte that is not text."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{what} {path} is not text (not UTF-8 at byte {exc.start})") from None
+    control = _CONTROL.search(text)
+    if control is not None:
+        where = len(text[: control.start()].encode("utf-8"))
+        raise BadInput(
+            f"{what} {path} is not text (control byte {ord(control.group()):#04x} at byte {where})"
+        )
+    return text
+
+
 def read_captions(path: Path) -> tuple[CaptionCue, ...]:
     """The cues of a captions file (UTF-8 SRT).
 
     Raises:
-        BadInput: the file is missing, unreadable, not UTF-8 text, or malformed.
+        BadInput: the file is missing, unreadable, not UTF-8 text, too large, or malformed.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"{path}: captions file not found") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: captions file is not UTF-8 text (expected SRT)") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read the captions file: {exc.strerror}") from None
-    return parse_srt(text, str(path))
+    return parse_srt(read_text_file(path, "captions file"), str(path))
 
 
 def load_captions(path: Path) -> Captions:

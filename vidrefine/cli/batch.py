@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidrefine.captions import Captions, captions_for_clip
+from vidrefine.captions import Captions, captions_for_clip, read_text_file
 from vidrefine.errors import BadInput, OutputNotWritable
 
 VIDEO_SUFFIXES = frozenset(
@@ -198,14 +198,7 @@ def remove_stale_temps_in(folders: list[Path], note: Callable[[str], None]) -> N
 
 def read_caption_file(path: Path) -> str:
     """A caption file's text with its whitespace (line breaks too) collapsed to single spaces."""
-    if path.is_dir():
-        raise BadInput(f"caption file {path} is a folder, not a file; give the caption's .txt file")
-    if not path.is_file():
-        raise BadInput(f"caption file {path} does not exist")
-    try:
-        text = " ".join(path.read_text(encoding="utf-8").split())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read caption file {path}: {exc}") from exc
+    text = " ".join(read_text_file(path, "caption file").split())
     if not text:
         raise BadInput(f"caption file {path} is empty")
     return text

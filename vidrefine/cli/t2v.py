@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from vidrefine.captions import read_text_file
 from vidrefine.cli.batch import missing_folders, remove_stale_temps_in, removed_on_failure
 from vidrefine.cli.environment import Environment
 from vidrefine.cli.options import build_config, print_config, run_options, weights_options
@@ -21,12 +22,7 @@ _ASCII_DIGITS = re.compile(r"[0-9]+")
 
 def read_prompt_file(path: Path) -> list[str]:
     """One prompt per line; blank lines and lines starting with '#' are skipped."""
-    if not path.is_file():
-        raise BadInput(f"prompt file {path} does not exist")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read prompt file {path}: {exc}") from exc
+    lines = read_text_file(path, "prompt file").splitlines()
     prompts = [" ".join(line.split()) for line in lines]
     prompts = [p for p in prompts if p and not p.startswith("#")]
     if not prompts:
