@@ -191,3 +191,40 @@ def test_merged_window_overlap_must_stay_below_the_window_when_a_preset_shrinks_
     path.write_text("window_latent = 4\n")  # the default overlap is 4
     with pytest.raises(BadInput, match="window_overlap_latent"):
         load_config(str(path))
+
+
+AWKWARD_STRINGS = [
+    "medium motion,\nand a second line",
+    'a "quoted" word',
+    "a back\\slash and a trailing one\\",
+    "tab\there, carriage return\r\nand bell \x07, escape \x1b, delete \x7f, NUL \x00",
+    "'''triple single''' and \"\"\"triple double\"\"\"",
+    "clapper \U0001f3ac, line separator \u2028, BOM \ufeff",
+]
+
+
+def toml_escaped(text: str) -> str:
+    """A TOML basic string of `text` with every character but letters and spaces as \\U escape."""
+    body = "".join(c if c.isalnum() or c == " " else f"\\U{ord(c):08x}" for c in text)
+    return f'"{body}"'
+
+
+@pytest.mark.parametrize("prefix", AWKWARD_STRINGS)
+def test_show_config_round_trips_strings_with_newlines_quotes_and_controls_when_saved(
+    tmp_path, prefix
+):
+    mine = write(tmp_path, f"caption_prefix = {toml_escaped(prefix)}\n")
+    assert load_config(str(mine)).caption_prefix == prefix
+    result = CliRunner().invoke(cli, ["upscale", "--preset", str(mine), "--show-config"])
+    assert result.exit_code == 0, result.output
+    assert tomllib.loads(result.stdout)["caption_prefix"] == prefix
+    assert load_config(str(write(tmp_path, result.stdout, "shown.toml"))) == load_config(str(mine))
+
+
+def test_show_config_header_stays_a_comment_when_the_preset_path_holds_control_characters(tmp_path):
+    folder = tmp_path / "odd\nname\x01"
+    folder.mkdir()
+    mine = write(folder, "steps = 3\n")
+    result = CliRunner().invoke(cli, ["upscale", "--preset", str(mine), "--show-config"])
+    assert result.exit_code == 0, result.output
+    assert tomllib.loads(result.stdout)["steps"] == 3

@@ -100,19 +100,47 @@ def load_config(
 
 
 def to_toml(config: RunConfig, *, header: str = "") -> str:
-    """Write `config` as a preset file (None values become a comment), e.g. for --show-config."""
-    lines = [f"# {line}" for line in header.splitlines()] if header else []
+    """Write `config` as a preset file (None values become a comment), e.g. for --show-config.
+
+    Whatever the strings hold (line breaks, quotes, control characters), the file reads back
+    as the same config.
+    """
+    lines = [f"# {_comment(line)}" for line in header.splitlines()] if header else []
     for key, value in asdict(config).items():
         if value is None:
             lines.append(f"# {key} is unset (None)")
         elif isinstance(value, bool):
             lines.append(f"{key} = {'true' if value else 'false'}")
         elif isinstance(value, str):
-            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{key} = "{escaped}"')
+            lines.append(f"{key} = {toml_string(value)}")
         else:
             lines.append(f"{key} = {value!r}")
     return "\n".join(lines) + "\n"
+
+
+_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+_SHORT_ESCAPES |= {'"': '\\"', "\\": "\\\\"}
+
+
+def _control(char: str) -> bool:
+    """Whether `char` is a control character, which TOML allows in no string or comment."""
+    return ord(char) < 0x20 or ord(char) == 0x7F
+
+
+def toml_string(text: str) -> str:
+    """`text` as a TOML basic string: quotes, backslashes and control characters escaped."""
+    escaped = "".join(
+        _SHORT_ESCAPES.get(c, f"\\u{ord(c):04x}") if c in _SHORT_ESCAPES or _control(c) else c
+        for c in text
+    )
+    return f'"{escaped}"'
+
+
+def _comment(text: str) -> str:
+    """`text` fit for a TOML comment: its control characters but tab (a file name may hold
+    them) written as hex escapes.
+    """
+    return "".join(f"\\x{ord(c):02x}" if _control(c) and c != "\t" else c for c in text)
 
 
 def describe(path: Path) -> str:
@@ -136,4 +164,5 @@ __all__ = [
     "preset_path",
     "read_preset",
     "to_toml",
+    "toml_string",
 ]
