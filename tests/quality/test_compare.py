@@ -92,3 +92,20 @@ def test_json_holds_every_frame_and_no_nan_when_serialised(clips):
     data = json.loads(json.dumps(compare_clips(clips["in"], clips["repeat"]).to_dict()))
     assert len(data["per_frame"]["psnr"]) == 12 and data["per_frame"]["warp_ratio"][0] is None
     assert data["flicker_frames"] == [6, 7] and data["summary"]["worst_flicker_frame"] in (6, 7)
+
+
+@pytest.mark.filterwarnings("error")  # numpy's "Mean of empty slice" fails the test
+def test_one_frame_clips_report_temporal_measures_as_not_applicable_without_warnings(tmp_path):
+    from click.testing import CliRunner
+
+    from vidrefine.cli import cli
+
+    one = write_clip(tmp_path / "one.mp4", panning_frames(frames=1))
+    result = CliRunner().invoke(cli, ["compare", str(one), str(one), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr.lower()
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["warp_ratio"] is None and summary["warp_ratio_max"] is None
+    assert summary["psnr"] == 100.0  # the per-frame measures are there
+    table = CliRunner().invoke(cli, ["compare", str(one), str(one)])
+    assert table.exit_code == 0 and "warning" not in table.output.lower(), table.output

@@ -93,12 +93,17 @@ class CompareResult:
         values = np.nan_to_num(self.per_frame[metric], nan=-np.inf)
         return [int(i) for i in np.flatnonzero(values > limit)]
 
+    @property
+    def steps(self) -> int:
+        """Frame-to-frame steps measured: what the temporal measures stand on (0 for one frame)."""
+        return int(np.count_nonzero(~np.isnan(self.per_frame["warp_error"])))
+
     def summary(self) -> dict[str, float | int]:
-        """One number per measure, over the whole clip."""
+        """One number per measure, over the whole clip; the temporal ones (`warp_ratio`,
+        `warp_ratio_max`) are NaN, not applicable, without a frame-to-frame step (one frame).
+        """
         pf = self.per_frame
         mse = float(np.mean(pf["mse"]))
-        steps = ~np.isnan(pf["warp_error"])
-        errors = (pf["warp_error"][steps].mean(), pf["warp_error_bicubic"][steps].mean())
         return {
             "psnr": psnr_db(mse),
             "ssim": float(np.mean(pf["ssim"])),
@@ -107,13 +112,24 @@ class CompareResult:
             "delta_l": float(np.mean(pf["delta_l"])),
             "delta_a": float(np.mean(pf["delta_a"])),
             "delta_b": float(np.mean(pf["delta_b"])),
-            "warp_ratio": warp_ratio(*errors) if steps.any() else 1.0,
-            "warp_ratio_max": float(np.nanmax(pf["warp_ratio"])) if steps.any() else 1.0,
+            **self._temporal_summary(),
             "hf_ratio": detail_ratio(
                 float(np.mean(pf["hf_output"])), float(np.mean(pf["hf_bicubic"]))
             ),
             "worst_drift_frame": self.worst("delta_e"),
             "worst_flicker_frame": self.worst("warp_ratio"),
+        }
+
+    def _temporal_summary(self) -> dict[str, float]:
+        """The warping ratio over the clip and its largest step; NaN when there is no step."""
+        pf = self.per_frame
+        if not self.steps:
+            return {"warp_ratio": np.nan, "warp_ratio_max": np.nan}
+        steps = ~np.isnan(pf["warp_error"])
+        errors = (pf["warp_error"][steps].mean(), pf["warp_error_bicubic"][steps].mean())
+        return {
+            "warp_ratio": warp_ratio(*errors),
+            "warp_ratio_max": float(np.nanmax(pf["warp_ratio"])),
         }
 
     def to_dict(self) -> dict[str, Any]:
