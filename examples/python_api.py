@@ -7,7 +7,9 @@
 
 Real weights are found on the usual search path (--weights DIR, $VIDREFINE_WEIGHTS, the user
 cache) and fetched on first use (about 26 GB; a GPU is strongly advised). `demo` writes tiny
-random weights and runs every call on the CPU in about a minute (its pictures are noise).
+random weights and runs every call on the CPU in under a minute (its pictures are noise).
+With tiny weights always pass a small `size`, as `demo` does: at the default 1080p even the
+tiny models run for more than 19 minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def demo(out_folder: str) -> None:
     weights = vidrefine.write_tiny_weights(out / "tiny-weights")
     clip = out / "in.mp4"
     vidrefine.write_test_clip(clip, frames=20, size_hw=(48, 64))
+    # A small size (not the default 1080p) and small windows: quick on a CPU.
     tiny = {"size": "96x64", "steps": 2, "window_latent": 3, "window_overlap_latent": 1}
     refiner = Refiner.from_pretrained(weights=weights, offline=True, **tiny)
     result = refiner.upscale(clip, out / "out.mp4", caption="a test clip", overwrite=True)

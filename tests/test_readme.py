@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from vidrefine.cli import cli
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
 def readme_commands() -> list[list[str]]:
@@ -34,3 +35,40 @@ def test_readme_command_parses_when_given_to_the_cli(args):
     # "--help" last: click parses every earlier option first, so a misspelt one still fails.
     result = CliRunner().invoke(cli, [*args, "--help"])
     assert result.exit_code == 0, result.output
+
+
+def upscale_captions() -> list[tuple[list[str], str]]:
+    """(command, caption) of each README `upscale` of an existing clip, the caption as
+    `upscale` finds it: --caption/-c, --caption-file, or the clip's sidecar.
+    """
+    from vidrefine.cli.batch import find_caption
+
+    found = []
+    for args in COMMANDS:
+        if args[:1] != ["upscale"] or not (ROOT / args[1]).is_file():
+            continue
+        flags = dict(zip(args, args[1:], strict=False))
+        caption = flags.get("--caption", flags.get("-c"))
+        caption_file = flags.get("--caption-file")
+        if caption == "auto":
+            continue
+        text, _ = find_caption(ROOT / args[1], caption, caption_file and ROOT / caption_file)
+        found.append((args, text))
+    return found
+
+
+def test_readme_upscale_example_caption_is_long_enough_when_checked_as_upscale_does():
+    from vidrefine.cli.batch import UpscaleJob, short_caption_warnings
+
+    checked = upscale_captions()
+    assert checked, "no README upscale of an existing clip"
+    for args, caption in checked:
+        job = UpscaleJob(ROOT / args[1], ROOT / "out.mp4", caption, "README")
+        assert short_caption_warnings([job]) == [], args
+
+
+def test_readme_python_example_on_tiny_weights_passes_a_small_size_when_read():
+    from tests.test_examples import assert_small, tiny_weight_sizes
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert_small([size for block in blocks for size in tiny_weight_sizes(block)])
