@@ -71,6 +71,11 @@ RULES: dict[str, Rule] = {
         only=_v("models checkpoints sampling runtime io plan pipeline quality")
         + _v("config errors progress captions"),
     ),
+    "vidrefine.diffusers": Rule(  # diffusers classes and `export diffusers`: imported by cli.export
+        never=_v("cli web train", "click rich"),
+        only=_v("models checkpoints sampling plan io pipeline.steps runtime.device")
+        + _v("config errors"),
+    ),
     "vidrefine.web": Rule(
         never=_v("cli"),
         only=(
@@ -193,6 +198,19 @@ def test_train_is_imported_only_by_cli_when_outside_train() -> None:
         and not (owner(module_name(path)) in lora_users and matches(name, "vidrefine.train.lora"))
     )
     assert not importers, f"only the CLI imports vidrefine.train: {importers}"
+
+
+def test_diffusers_is_imported_only_inside_vidrefine_diffusers_when_outside_cli_export() -> None:
+    # the integration (issue 23) and the diffusers library itself stay out of everything else
+    importers = sorted(
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in FILES
+        if owner(module_name(path)) != "vidrefine.diffusers"
+        and module_name(path) != "vidrefine.cli.export"
+        for name in file_imports(path)
+        if matches(name, "vidrefine.diffusers") or matches(name, "diffusers")
+    )
+    assert not importers, f"only vidrefine.diffusers (and cli.export) may use diffusers: {importers}"
 
 
 def test_models_import_only_config_and_errors_when_leaving_models() -> None:
