@@ -210,7 +210,7 @@ def test_diffusers_is_imported_only_inside_vidrefine_diffusers_when_outside_cli_
         for name in file_imports(path)
         if matches(name, "vidrefine.diffusers") or matches(name, "diffusers")
     )
-    assert not importers, f"only vidrefine.diffusers (and cli.export) may use diffusers: {importers}"
+    assert not importers, f"only vidrefine.diffusers and cli.export use diffusers: {importers}"
 
 
 def test_models_import_only_config_and_errors_when_leaving_models() -> None:
