@@ -21,7 +21,7 @@ def test_channels_last_decode_matches_contiguous_when_weights_and_input_are_ndhw
         m.weight.is_contiguous(memory_format=torch.channels_last_3d) for m in convs
     )
     seen: list[bool] = []  # conv inputs in NDHWC (what the CPU kernel returns is its choice)
-    ndhwc.decoder.conv_in.conv.register_forward_pre_hook(
+    ndhwc.decoder.conv_in.register_forward_pre_hook(
         lambda _m, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last_3d))
     )
     with torch.no_grad():

@@ -196,3 +196,36 @@ def test_background_io_writes_the_same_frames_when_switched_off(tmp_path, monkey
     plain = [c.frames.copy() for c in read_chunks(tmp_path / "plain.mp4", 16)]
     assert sum(len(c) for c in plain) == 15
     np.testing.assert_array_equal(np.concatenate(threaded), np.concatenate(plain))
+
+
+def test_external_attention_kernels_are_refused_clearly_when_missing_or_on_the_cpu() -> None:
+    from vidrefine.config import RunConfig
+    from vidrefine.runtime.attention import external_kernel
+
+    assert RunConfig(attention="int8").attention == "int8"  # a known choice, checked at use
+    with pytest.raises(BadInput, match="needs a CUDA device"):
+        attention_kernels(torch.device("cpu"), "flash_attn")
+    for choice, package in (("flash_attn", "flash-attn"), ("int8", "SageAttention 2")):
+        try:
+            external_kernel(choice, torch.device("cuda"))
+        except BadInput as exc:  # this machine has neither package
+            assert package in str(exc) and "attention = 'cudnn'" in str(exc)
+        else:
+            pytest.skip(f"{package} is installed here")
+
+
+def test_routed_attention_runs_the_given_kernel_for_every_layer_when_active() -> None:
+    from vidrefine.runtime.attention import route_attention
+
+    model, x, ctx, t, ref = _model_and_inputs()
+
+    def by_hand(q, k, v):  # softmax(q k^T / sqrt(d)) v, written out
+        weights = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1)
+        return weights @ v
+
+    with torch.no_grad():
+        plain = model(x, t, ctx, ref_step=ref)
+        with route_attention(by_hand, accept=lambda args, kwargs: len(args) == 3) as routed:
+            out = model(x, t, ctx, ref_step=ref)
+    assert routed.routed == CFG.num_layers
+    torch.testing.assert_close(out, plain, rtol=1e-4, atol=1e-5)

@@ -58,3 +58,20 @@ def test_tiled_encode_stays_close_to_whole_when_tiles_overlap() -> None:
     tiled = encode_video(vae, video, plan, sample=False)
     assert ((tiled - whole).norm() / whole.norm()).item() < 0.5
     assert decode_latents(vae, tiled, plan).shape == video.shape
+
+
+def test_the_plans_kernel_choices_reach_the_pass_when_decoding() -> None:
+    from vidrefine.plan.vae import VAEKernelPlan
+
+    torch.manual_seed(0)
+    vae = CausalVideoVAE(VAEConfig(block_out_channels=(32, 32, 32, 32))).eval()
+    z = torch.randn(1, 16, 2, 2, 3, generator=torch.Generator().manual_seed(1))
+    plan = plan_vae((16, 24), 5, mode="whole")
+    with torch.no_grad():
+        direct, _ = vae.decode(z)
+    default = decode_latents(vae, z, plan)
+    assert torch.equal(default, direct)  # one tile: copied into the clip, not weighted
+    kernels = VAEKernelPlan(conv="conv2d_sum", layout="ndhwc")
+    other = decode_latents(vae, z, plan_vae((16, 24), 5, mode="whole", kernels=kernels))
+    assert not torch.equal(other, default)  # another computation ran...
+    torch.testing.assert_close(other, default, rtol=0, atol=1e-5 * default.abs().max().item())

@@ -106,8 +106,10 @@ TIMESTEP_ROUNDINGS = ("bf16", "exact")
 POSTERIORS = ("sample", "mean")
 PRECISIONS = ("bf16", "fp16", "fp32")
 OFFLOADS = ("none", "layer")
-ATTENTION_KERNELS = ("auto", "cudnn", "flash", "efficient", "math")
+ATTENTION_KERNELS = ("auto", "cudnn", "flash", "efficient", "math", "flash_attn", "int8")
 VAE_MODES = ("blend", "faithful", "whole")
+VAE_CONVS = ("auto", "conv3d", "conv2d_sum")  # vidrefine/models/vae_conv.py, docs/vae.md
+VAE_LAYOUTS = ("auto", "ncdhw", "ndhwc")
 STAGE1_GUIDANCE = ("dynamic", "faithful")
 COLOR_FIXES = ("none", "adain", "wavelet")  # vidrefine/quality/colorfix.py, docs/quality.md
 STRENGTH_RANGE = (600, 750)  # degradation step indices the authors suggest (spec §5.2, §9.3)
@@ -190,8 +192,10 @@ class RunConfig:
     # Speed (issue 7, docs/performance.md); none of these changes the sampled numbers beyond
     # kernel rounding.
     cfg_batched: bool = True  # CFG passes as one batch of 2 (faster) or in turn (less memory)
-    attention: str = "auto"  # SDPA kernel tried first: auto | cudnn | flash | efficient | math
-    compile: bool = False  # torch.compile each DiT block (the first window pays the compile time)
+    # SDPA kernel tried first: auto | cudnn | flash | efficient | math; or an installed package's
+    # kernel: flash_attn (FlashAttention 3/2) | int8 (SageAttention 2, opt-in: 8-bit QK^T)
+    attention: str = "auto"
+    compile: bool = False  # torch.compile DiT blocks (and VAE norm+SiLU); the first window compiles
     background_io: bool = True  # decode the next input and encode the last output on threads
     # Colour fix of each decoded window against its input (docs/quality.md).
     color_fix: str = "none"  # "none" | "adain" (Lab mean/std) | "wavelet" (input low frequencies)
@@ -205,6 +209,10 @@ class RunConfig:
     vae_tile_latent: int = 0  # 0 = planned from the memory budget
     vae_tile_overlap_latent: int = 8
     vae_chunk_latent: int = 0  # 0 = planned from the memory budget
+    # How the VAE's operators run (issue 21, docs/vae.md "Kernels"); same math either way.
+    vae_conv: str = "auto"  # "auto" (CPU conv3d; CUDA measured per layer) | "conv3d" | "conv2d_sum"
+    vae_conv_cap_mi: int = 0  # Mi elements one conv call reads at most; 0 = CUDA 2048, CPU none
+    vae_layout: str = "auto"  # "auto" (= ncdhw until a GPU shows NDHWC pays) | "ncdhw" | "ndhwc"
     # Stage I (`vidrefine t2v`, spec §4).
     stage1_cfg_scale: float = 8.0  # the original's stage-I guidance scale (spec §4.3, §9.2)
     stage1_guidance: str = "dynamic"  # "dynamic" (monotone schedule) | "faithful" (spec §4.3 table)
@@ -272,6 +280,9 @@ LIMITS: dict[str, Check] = {
     "vae_tile_latent": lambda v: None if v == 0 or v >= 8 else "must be 0 (planned) or >= 8",
     "vae_tile_overlap_latent": _between(0, 64),
     "vae_chunk_latent": _between(0, 64),
+    "vae_conv": _one_of(*VAE_CONVS),
+    "vae_conv_cap_mi": _between(0, 2**20),
+    "vae_layout": _one_of(*VAE_LAYOUTS),
     "stage1_cfg_scale": _between(1.0, 50.0),
     "stage1_guidance": _one_of(*STAGE1_GUIDANCE),
     "color_fix": _one_of(*COLOR_FIXES),

@@ -20,8 +20,9 @@ from vidrefine.models.vae_blocks import (
     ResnetBlock,
     SpatialNorm3D,
     Upsample3D,
-    nonlinearity_,
+    norm_silu,
 )
+from vidrefine.models.vae_conv import PLAIN, VAEKernels
 
 LOGVAR_RANGE = (-30.0, 20.0)  # posterior log-variance clamp (spec §6.2)
 
@@ -90,7 +91,7 @@ class Encoder(nn.Module):
             if hasattr(level, "downsample"):
                 h = level.downsample(h, step)
         h = self.mid(h, step)
-        return self.conv_out(nonlinearity_(self.norm_out(h)), step)
+        return self.conv_out(norm_silu(self.norm_out, h, None, step), step)
 
 
 class Decoder(nn.Module):
@@ -129,7 +130,7 @@ class Decoder(nn.Module):
                 h = block(h, step, z)
             if hasattr(level, "upsample"):
                 h = level.upsample(h, step)
-        return self.conv_out(nonlinearity_(self.norm_out(h, z, step)), step)
+        return self.conv_out(norm_silu(self.norm_out, h, z, step), step)
 
 
 class CausalVideoVAE(nn.Module):
@@ -137,7 +138,8 @@ class CausalVideoVAE(nn.Module):
 
     Caches are values: pass None for the first temporal chunk of a clip and the returned cache for
     each following chunk. Chunk lengths: encode 1 + 4k frames first, then multiples of 4; decode
-    any latent counts (first chunk yields 1 + 4(n-1) frames, later ones 4n).
+    any latent counts (first chunk yields 1 + 4(n-1) frames, later ones 4n). `kernels` says how
+    the operators run (`vae_conv.VAEKernels`; default: plain eager conv3d).
     """
 
     def __init__(self, config: VAEConfig) -> None:
@@ -146,15 +148,19 @@ class CausalVideoVAE(nn.Module):
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
 
-    def encode(self, x: torch.Tensor, cache: Cache | None = None) -> tuple[torch.Tensor, Cache]:
+    def encode(
+        self, x: torch.Tensor, cache: Cache | None = None, kernels: VAEKernels = PLAIN
+    ) -> tuple[torch.Tensor, Cache]:
         """Pixels (B, 3, T, H, W) in [-1, 1] -> (moments (B, 2*latent, T', h, w), next cache)."""
-        step = CausalStep(previous=cache or {}, first=cache is None)
+        step = CausalStep(previous=cache or {}, first=cache is None, kernels=kernels)
         moments = self.encoder(x, step)
         return moments, step.next
 
-    def decode(self, z: torch.Tensor, cache: Cache | None = None) -> tuple[torch.Tensor, Cache]:
+    def decode(
+        self, z: torch.Tensor, cache: Cache | None = None, kernels: VAEKernels = PLAIN
+    ) -> tuple[torch.Tensor, Cache]:
         """Unscaled latent (B, latent, T', h, w) -> (video (B, 3, T, H, W), next cache)."""
-        step = CausalStep(previous=cache or {}, first=cache is None)
+        step = CausalStep(previous=cache or {}, first=cache is None, kernels=kernels)
         video = self.decoder(z, step)
         return video, step.next
 

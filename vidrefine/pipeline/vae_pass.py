@@ -2,6 +2,8 @@
 with the causal cache inside (the original's order, spec §6.5), feathered or hard-seam blending.
 
 Latents here are UNSCALED: the pipeline multiplies by 1.15258426 (stage II) or 0.7 (stage I).
+How the operators run (conv method, call cap, layout, compiled norms) is the plan's
+`VAEKernelPlan`, resolved for the device by `vae_kernels` (issue 21, docs/vae.md "Kernels").
 """
 
 from __future__ import annotations
@@ -10,9 +12,48 @@ import torch
 import torch.nn.functional as F
 
 from vidrefine.models.vae import CausalVideoVAE, latent_mean, sample_latent
+from vidrefine.models.vae_conv import MEASURED, VAEKernels
 from vidrefine.pipeline.blending import add_weighted
 from vidrefine.plan.chunking import pixel_count
-from vidrefine.plan.vae import SPATIAL, VAEPlan
+from vidrefine.plan.tiling import Tile, TilePlan
+from vidrefine.plan.vae import SPATIAL, VAEKernelPlan, VAEPlan
+from vidrefine.runtime.kernel_choice import FASTEST, compiled
+
+CUDA_CAP_MI = 2048  # CUDA: no conv call reads more than 2**31 elements (32-bit indexing)
+_MI = 2**20
+
+
+def vae_kernels(plan: VAEKernelPlan, device: torch.device) -> VAEKernels:
+    """The plan's kernel choices resolved for `device`.
+
+    "auto" is one conv3d per call and no cap on the CPU (its numbers stay those of every
+    earlier release), and on CUDA a per-layer measured choice between conv3d and conv2d_sum
+    (`runtime.kernel_choice.FASTEST`, once per layer shape) with calls capped at 2**31 elements.
+    """
+    cuda = device.type == "cuda"
+    conv = plan.conv if plan.conv != "auto" else (MEASURED if cuda else "conv3d")
+    cap_mi = plan.cap_mi or (CUDA_CAP_MI if cuda else 0)
+    return VAEKernels(
+        conv=conv,
+        max_elements=cap_mi * _MI,
+        measure=FASTEST if conv == MEASURED else None,
+        fuse=compiled if plan.compile else None,
+    )
+
+
+def _laid_out(x: torch.Tensor, plan: VAEKernelPlan) -> torch.Tensor:
+    """Return x in the plan's layout: NDHWC (channels_last_3d) if asked, else as it comes."""
+    if plan.layout == "ndhwc":
+        return x.contiguous(memory_format=torch.channels_last_3d)
+    return x
+
+
+def _accumulate(out: torch.Tensor, part: torch.Tensor, tiles: TilePlan, tile: Tile, scale: int):
+    """out[window] += part * weights; one tile has weight 1 everywhere: copied, same numbers."""
+    if len(tiles.tiles) == 1:
+        out[(..., *tile.window(scale))] = part
+    else:
+        add_weighted(out, part, tiles, tile, scale)
 
 
 def _check_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...]) -> None:
@@ -55,13 +96,14 @@ def encode_video(
         device=video.device,
         dtype=torch.float32,
     )
-    tiles = plan.encode_tiles
+    tiles, kernels = plan.encode_tiles, vae_kernels(plan.kernels, video.device)
     for tile in tiles.tiles:
         window = x[(..., *tile.window(SPATIAL))]
         cache = None
         for chunk in plan.encode_chunks():
-            part, cache = vae.encode(window[:, :, chunk.start : chunk.stop], cache)
-            add_weighted(moments[:, :, chunk.out_start : chunk.out_stop], part, tiles, tile, 1)
+            pixels = _laid_out(window[:, :, chunk.start : chunk.stop], plan.kernels)
+            part, cache = vae.encode(pixels, cache, kernels)
+            _accumulate(moments[:, :, chunk.out_start : chunk.out_stop], part, tiles, tile, 1)
     latents = sample_latent(moments, generator) if sample else latent_mean(moments)
     return latents.to(video.dtype)
 
@@ -79,11 +121,13 @@ def decode_latents(vae: CausalVideoVAE, z: torch.Tensor, plan: VAEPlan) -> torch
         device=z.device,
         dtype=torch.float32,
     )
-    tiles = plan.decode_tiles
+    tiles, kernels = plan.decode_tiles, vae_kernels(plan.kernels, z.device)
     for tile in tiles.tiles:
         window = z[(..., *tile.window(1))]
         cache = None
         for chunk in plan.decode_chunks():
-            part, cache = vae.decode(window[:, :, chunk.start : chunk.stop], cache)
-            add_weighted(out[:, :, chunk.out_start : chunk.out_stop], part, tiles, tile, SPATIAL)
+            latents = _laid_out(window[:, :, chunk.start : chunk.stop], plan.kernels)
+            part, cache = vae.decode(latents, cache, kernels)
+            frames = out[:, :, chunk.out_start : chunk.out_stop]
+            _accumulate(frames, part, tiles, tile, SPATIAL)
     return out[:, :, : plan.frames, : plan.size_hw[0], : plan.size_hw[1]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vidrefine.config import VAE_MODES
+from vidrefine.config import VAE_CONVS, VAE_LAYOUTS, VAE_MODES, RunConfig
 from vidrefine.errors import BadInput, DoesNotFit
 from vidrefine.plan.chunking import (
     FAITHFUL_DECODE_CHUNK_LATENT,
@@ -27,11 +27,50 @@ _GB = 1024**3
 
 
 @dataclass(frozen=True)
+class VAEKernelPlan:
+    """How the VAE's operators run (issue 21): the same math, speed and memory differ.
+
+    `conv`: "auto" (CPU: one conv3d call, the numbers of earlier releases; CUDA: conv3d or a
+    sum of conv2d calls, whichever a one-time measurement per layer shape finds faster),
+    "conv3d" or "conv2d_sum". `cap_mi`: the most Mi elements (2**20) one conv call may read
+    (time chunks with the causal halo); 0 = the device's default (CUDA 2048, CPU no cap).
+    `layout`: "ncdhw", "ndhwc" (channels-last 3D end to end), "auto" = ncdhw (NDHWC is not yet
+    measured faster on a GPU, docs/performance.md). `compile`: fused GroupNorm(+SpatialNorm)+SiLU
+    through torch.compile.
+    """
+
+    conv: str = "auto"
+    cap_mi: int = 0
+    layout: str = "auto"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse values no kernel exists for."""
+        if self.conv not in VAE_CONVS:
+            raise BadInput(f"VAE conv {self.conv!r} is not one of {', '.join(VAE_CONVS)}")
+        if self.layout not in VAE_LAYOUTS:
+            raise BadInput(f"VAE layout {self.layout!r} is not one of {', '.join(VAE_LAYOUTS)}")
+        if self.cap_mi < 0:
+            raise BadInput(f"VAE conv cap {self.cap_mi} must be 0 (the device's) or more")
+
+
+def vae_kernel_plan(config: RunConfig) -> VAEKernelPlan:
+    """The VAE kernel choices a run config asks for (`compile` covers the VAE's norms too)."""
+    return VAEKernelPlan(
+        conv=config.vae_conv,
+        cap_mi=config.vae_conv_cap_mi,
+        layout=config.vae_layout,
+        compile=config.compile,
+    )
+
+
+@dataclass(frozen=True)
 class VAEPlan:
     """How one clip of `frames` x `size_hw` is encoded and decoded (all sizes before padding).
 
     Tiles are in latent coordinates of the padded clip; chunk lengths are pixel frames (encode)
     and latent frames (decode). `estimate_gb` is the planned peak of the larger pass.
+    `kernels` says how the operators run, which changes no decision above.
     """
 
     mode: str
@@ -42,6 +81,7 @@ class VAEPlan:
     encode_chunk_frames: int
     decode_chunk_latent: int
     estimate_gb: float
+    kernels: VAEKernelPlan = VAEKernelPlan()
 
     @property
     def padded_hw(self) -> tuple[int, int]:
@@ -110,6 +150,7 @@ def plan_vae(
     chunk_latent: int = 0,
     dtype_bytes: int = 2,
     faithful_splits_hw: tuple[int, int] = (1, 2),
+    kernels: VAEKernelPlan = VAEKernelPlan(),
 ) -> VAEPlan:
     """Plan encoding and decoding a clip of `frames` x `size_hw` pixels.
 
@@ -118,6 +159,7 @@ def plan_vae(
     `faithful_splits_hw` tiles with a 16-latent margin and hard seams, spec §6.5) and "whole"
     (one pass each way). `tile_latent`/`chunk_latent` 0 = planned; chunk_latent n means decode
     chunks of n latents and encode chunks of 4n frames (planned: 2 and 16, the original's).
+    `kernels` travels with the plan to the pass (`pipeline.vae_pass.vae_kernels`).
     """
     if mode not in MODES:
         raise BadInput(f"unknown VAE mode {mode!r}; use one of {', '.join(MODES)}")
@@ -148,7 +190,7 @@ def plan_vae(
     peak = _peaks(bits, padded, dtype_bytes) + fixed_bytes(
         whole_frames, padded, dtype_bytes=dtype_bytes
     )
-    return VAEPlan(mode, tuple(size_hw), frames, estimate_gb=peak / _GB, **bits)
+    return VAEPlan(mode, tuple(size_hw), frames, estimate_gb=peak / _GB, kernels=kernels, **bits)
 
 
 def _blend_bits(
