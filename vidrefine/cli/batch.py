@@ -12,12 +12,12 @@ from pathlib import Path
 
 from vidrefine.captions import Captions, captions_for_clip, read_text_file
 from vidrefine.errors import BadInput, OutputNotWritable
+from vidrefine.pipeline.outputs import check_distinct_outputs, check_output_suffix
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts"}
     | {".flv", ".wmv", ".3gp", ".ogv"}
 )
-OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov")
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,7 @@ def plan_outputs(
     check_name_length(output)
     if output.is_dir() or output_arg.endswith(("/", os.sep)):
         return [output / output_name(files[0], size)]
-    if output.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise BadInput(f"-o {output}: the output must end in {', '.join(OUTPUT_SUFFIXES)}")
+    check_output_suffix(output, "-o ")
     return [output]
 
 
@@ -250,13 +249,9 @@ def plan_upscale_jobs(
         read_caption_file(caption_file)
     files, any_folder = expand_inputs(inputs)
     outputs = plan_outputs(files, output, any_folder, size)
-    seen: dict[Path, Path] = {}
+    check_distinct_outputs(zip(files, outputs, strict=True))
     jobs = []
     for src, dst in zip(files, outputs, strict=True):
-        key = dst.resolve()
-        if key in seen:
-            raise BadInput(f"{seen[key]} and {src} would both be written to {dst}")
-        seen[key] = src
         check_output(dst, input_path=src, overwrite=overwrite)
         jobs.append(upscale_job(src, dst, caption, caption_file, captions, several=len(files) > 1))
     return jobs

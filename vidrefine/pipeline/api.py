@@ -20,14 +20,18 @@ from vidrefine.config import RunConfig
 from vidrefine.errors import BadInput, VidrefineError
 from vidrefine.pipeline.batch import JobFailure, StageTwoSession, prepare_jobs
 from vidrefine.pipeline.devices import device_facts
+from vidrefine.pipeline.outputs import check_job_outputs
 from vidrefine.pipeline.preview import Preview, preview_clip
 from vidrefine.pipeline.refine import JobResult, RefineJob
+from vidrefine.pipeline.stderr_progress import chosen_progress
 from vidrefine.pipeline.steps import stage2_caption
 from vidrefine.plan.clip import ClipPlan, SourceFacts, plan_clip
 from vidrefine.plan.windows import WindowPlan
 from vidrefine.progress import Progress
+from vidrefine.runtime.device import pick_device
 
 PathLike = str | Path
+ProgressChoice = Progress | bool | None  # None or True: bars on stderr; False: silent
 
 
 class Refiner:
@@ -39,12 +43,20 @@ class Refiner:
         config: RunConfig,
         *,
         device: torch.device | str | None = None,
-        progress: Progress | None = None,
+        progress: ProgressChoice = None,
     ) -> None:
-        """Use the weight files in `paths` (3d-vae.pt, stage2.pt, t5-v1_1-xxl) and `config`."""
-        device = torch.device(device) if isinstance(device, str) else device
+        """Use the weight files in `paths` (3d-vae.pt, stage2.pt, t5-v1_1-xxl) and `config`.
+
+        `device`: "cpu", "cuda" or "cuda:N" (None: the first GPU, else the CPU); one this
+        machine does not have is BadInput here, before any loading. `progress`: bars and notes
+        on stderr by default, `False` for none, or a `vidrefine.progress.Progress` to receive
+        them.
+        """
+        device = pick_device(device) if device is not None else None
         self.config = config
-        self.session = StageTwoSession(paths, config, device=device, progress=progress)
+        self.session = StageTwoSession(
+            paths, config, device=device, progress=chosen_progress(progress)
+        )
 
     @classmethod
     def from_pretrained(
@@ -54,14 +66,15 @@ class Refiner:
         *,
         offline: bool = False,
         device: torch.device | str | None = None,
-        progress: Progress | None = None,
+        progress: ProgressChoice = None,
         **settings: Any,
     ) -> Refiner:
         """Find (or fetch) the official weights and build the config: defaults < preset < settings.
 
         `weights` is a folder searched first (None: $VIDREFINE_WEIGHTS, then the user cache);
-        `settings` are `RunConfig` keys (e.g. `size="720p"`, `steps=5`), checked like flags.
-        Raises MissingWeights naming every missing file when they cannot be had.
+        `settings` are `RunConfig` keys (e.g. `size="720p"`, `steps=5`), checked like flags;
+        `device` and `progress` as for `Refiner`. Raises MissingWeights naming every missing
+        file when they cannot be had.
         """
         from vidrefine.checkpoints.weights import UPSCALE_WEIGHTS, resolve
         from vidrefine.presets import load_config
@@ -75,7 +88,7 @@ class Refiner:
         self,
         preset: str = "default",
         *,
-        progress: Progress | None = None,
+        progress: ProgressChoice = None,
         source: str = "Refiner.configured",
         **settings: Any,
     ) -> Refiner:
@@ -83,7 +96,7 @@ class Refiner:
 
         It shares this one's loaded models and encoded captions: only a plan that places the
         models differently (another precision or streaming choice) loads them again. `source`
-        names where the settings came from in error messages.
+        names where the settings came from in error messages; `progress` as for `Refiner`.
         """
         from vidrefine.presets import load_config
 
@@ -141,9 +154,10 @@ class Refiner:
     ) -> list[JobResult | JobFailure]:
         """Refine many (input, output, caption) clips with the models loaded once.
 
-        Every output is checked first: one that cannot be written, or that exists (without
-        `overwrite`) and was not made by vidrefine with these same settings, raises before any
-        work; one made with the same settings is returned as a skipped result. An input that
+        Every output is checked first: one that is not .mp4, .mkv or .mov, two jobs writing one
+        file, one that cannot be written, or one that exists (without `overwrite`) and was not
+        made by vidrefine with these same settings raise before any work; one made with the
+        same settings is returned as a skipped result. An input that
         cannot be read, or a clip that fails while refining, is returned as a JobFailure and
         the others go on.
 
@@ -157,6 +171,7 @@ class Refiner:
     def _refine(
         self, jobs: list[RefineJob], *, overwrite: bool, resume: bool, parallel: str
     ) -> list[JobResult | JobFailure]:
+        check_job_outputs((job.input, job.output) for job in jobs)  # the CLI's rules, first
         prepared = prepare_jobs(jobs, overwrite=overwrite)
         return self.session.refine(prepared, overwrite=overwrite, resume=resume, parallel=parallel)
 
@@ -184,32 +199,59 @@ class Refiner:
         """Refine frames held in memory: uint8 (H, W, 3) frames (or (T, H, W, 3) pieces) in,
         refined uint8 frames out, one at a time. Memory holds about one window of frames.
 
-        `frame_count` plans the windows; it may be left out for an array or a list of frames.
-        `fps` only times the plan (the frames come out in order, without timestamps).
+        `frame_count` plans the windows; it may be left out for an array or a list of frames,
+        whose count it must then match. Every frame has the first one's size. BadInput names
+        the frame that breaks either rule when it arrives (a count the frames contradict:
+        before any work for an array or list, at the extra frame or the early end for an
+        iterator). `fps` only times the plan (the frames come out in order, without
+        timestamps).
         """
-        if frame_count is None:
-            frame_count = _count(frames)
-        pieces = _pieces(frames)
+        frame_count = _checked_count(frames, frame_count)
+        pieces = _pieces(frames, frame_count)
         first = next(pieces, None)
         if first is None:
             return
         plan = self.plan(frame_count, first.shape[1:3], fps)
+        self.session.progress.info(plan.line())
         refiner = self.session.refiner(plan.models, [stage2_caption(self.config, caption)])
         chunks = _with_pts(itertools.chain([first], pieces))
         for out, _pts in refiner.stream(chunks, plan, caption):
             yield from out
 
 
-def _count(frames: Iterable[np.ndarray]) -> int:
+def _count(frames: Iterable[np.ndarray]) -> int | None:
+    """Frames in an array or a list of frames or pieces; None for an iterator."""
     if isinstance(frames, np.ndarray):
         return len(frames) if frames.ndim == 4 else 1
     if isinstance(frames, Sequence):
         return sum(1 if np.ndim(f) == 3 else len(f) for f in frames)
-    raise BadInput("stream() needs frame_count= when the frames come from an iterator")
+    return None
 
 
-def _pieces(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """Frames as (T, H, W, 3) pieces."""
+def _checked_count(frames: Iterable[np.ndarray], frame_count: int | None) -> int:
+    """`frame_count`, or the frames' own count; BadInput when they disagree or it is < 1."""
+    counted = _count(frames)
+    if frame_count is None:
+        if counted is None:
+            raise BadInput("stream() needs frame_count= when the frames come from an iterator")
+        return counted
+    if isinstance(frame_count, bool) or not isinstance(frame_count, int) or frame_count < 1:
+        raise BadInput(f"stream(): frame_count={frame_count!r} must be a whole number >= 1")
+    if counted is not None and counted != frame_count:
+        raise BadInput(f"stream(): frame_count={frame_count}, but {counted} frames were given")
+    return frame_count
+
+
+def _size(hw: tuple[int, ...]) -> str:
+    return f"{hw[1]}x{hw[0]}"
+
+
+def _pieces(frames: Iterable[np.ndarray], frame_count: int) -> Iterator[np.ndarray]:
+    """Frames as (T, H, W, 3) pieces, each checked as it arrives: its type, its size against
+    the first frame's, and the count so far against `frame_count`.
+    """
+    first_hw: tuple[int, ...] | None = None
+    seen = 0
     for item in frames:
         array = np.asarray(item)
         if array.dtype != np.uint8 or array.ndim not in (3, 4) or array.shape[-1] != 3:
@@ -217,7 +259,22 @@ def _pieces(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
                 f"stream() takes uint8 RGB frames (H, W, 3) or (T, H, W, 3), not {array.dtype} "
                 f"{array.shape}"
             )
-        yield array[None] if array.ndim == 3 else array
+        piece = array[None] if array.ndim == 3 else array
+        first_hw = first_hw or piece.shape[1:3]
+        if piece.shape[1:3] != first_hw:
+            raise BadInput(
+                f"stream(): frame {seen} is {_size(piece.shape[1:3])}, frame 0 was "
+                f"{_size(first_hw)}; every frame of one stream must have one size"
+            )
+        if seen + len(piece) > frame_count:
+            raise BadInput(
+                f"stream(): frame_count={frame_count}, but frame {frame_count} (one more) came; "
+                "pass the number of frames the iterable yields"
+            )
+        seen += len(piece)
+        yield piece
+    if seen < frame_count:
+        raise BadInput(f"stream(): frame_count={frame_count}, but the frames ended after {seen}")
 
 
 def _with_pts(pieces: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:

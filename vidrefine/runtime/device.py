@@ -14,11 +14,44 @@ from vidrefine.errors import BadInput
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def pick_device(name: str | None = None) -> torch.device:
-    """`name` if given, else the first CUDA device, else the CPU."""
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+KINDS = ("cpu", "cuda")  # where vidrefine runs
+
+
+def pick_device(name: str | torch.device | None = None) -> torch.device:
+    """`name` checked, if given; else the first CUDA device, else the CPU.
+
+    Raises:
+        BadInput: `name` is not a device, a kind vidrefine does not run on, or a CUDA device
+            this machine does not have.
+    """
+    if name is None or name == "":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise BadInput(f"device {name!r} is not a device; use 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type not in KINDS:
+        raise BadInput(f"device {name!r}: vidrefine runs on 'cpu' or 'cuda' ('cuda:N')")
+    if device.type == "cuda":
+        _check_cuda(device, name)
+    return device
+
+
+def _check_cuda(device: torch.device, name: object) -> None:
+    """BadInput when this machine has no CUDA device of that index."""
+    shown = repr(str(name) if isinstance(name, torch.device) else name)
+    if not torch.cuda.is_available():
+        why = (
+            "this torch is built without CUDA"
+            if torch.version.cuda is None
+            else "no CUDA GPU is usable here (driver, CUDA_VISIBLE_DEVICES)"
+        )
+        raise BadInput(f"device {shown}: {why}; pass device='cpu'")
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise BadInput(
+            f"device {shown}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+        )
 
 
 def torch_dtype(name: str) -> torch.dtype:
