@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "convert",
     "presets",
     "serve",
+    "tune",
 )
 _HERE = Path(__file__).resolve().parent
 _PACKAGE = _HERE.parent  # vidrefine/: warnings issued from files under it are vidrefine's
