@@ -73,7 +73,7 @@ RULES: dict[str, Rule] = {
     ),
     "vidrefine.diffusers": Rule(  # diffusers classes and `export diffusers`: imported by cli.export
         never=_v("cli web train", "click rich"),
-        only=_v("models checkpoints sampling plan io pipeline.steps runtime.device")
+        only=("vidrefine", *_v("models checkpoints sampling plan io pipeline.steps"))
         + _v("config errors"),
     ),
     "vidrefine.web": Rule(
