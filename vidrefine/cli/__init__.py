@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "doctor",
     "download",
     "convert",
+    "export",
     "presets",
     "serve",
     "tune",
