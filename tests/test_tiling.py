@@ -48,6 +48,34 @@ def test_faithful_split_reproduces_the_original_windows_when_decoding_1080p() ->
     assert total.eq(1).all()
 
 
+def _windows(length: int, parts: int, margin: int) -> list[tuple[int, int]]:
+    return [(c.start, c.stop) for c in plan_split((4, length), (1, parts), margin).cols]
+
+
+@pytest.mark.parametrize(
+    ("length", "parts", "windows"),
+    [
+        (240, 2, [(0, 136), (104, 240)]),  # both margins fit (1080p)
+        (12, 2, [(0, 6), (6, 12)]),  # 96 px wide: neither fits, so the tiles have no margin
+        (30, 2, [(0, 15), (15, 30)]),  # 15 + 16 > 30 and 15 - 16 < 0
+        (45, 3, [(0, 31), (15, 30), (14, 45)]),  # the middle tile fits neither side
+        (40, 3, [(0, 29), (13, 26), (10, 40)]),  # the middle tile: 26 + 16 > 40, 13 - 16 < 0
+        (60, 3, [(0, 36), (4, 56), (24, 60)]),  # every inner side fits
+    ],
+)
+def test_faithful_split_drops_a_margin_that_does_not_fit_when_tiles_are_narrow(
+    length: int, parts: int, windows: list[tuple[int, int]]
+) -> None:
+    """The original (flashvideo/utils.py `save_mem_decode`, spec §6.5) widens a core by the
+    16-latent margin on a side only when the widened window stays inside the latent, and
+    otherwise not at all on that side (it does not clamp the margin to the edge)."""
+    assert _windows(length, parts, 16) == windows
+    plan = plan_split((4, length), (1, parts), 16)
+    cuts = [c.fade_out for c in plan.cols[:-1]]
+    assert cuts == [(i * (length // parts),) * 2 for i in range(1, parts)]  # hard seams at cores
+    assert coverage(plan, 8).eq(1).all()
+
+
 def test_tiled_equals_untiled_when_the_model_is_pointwise() -> None:
     """A per-pixel function commutes with tiling, so blended tiles must rebuild it exactly."""
     x = torch.randn(2, 3, 4, 40, 56, generator=torch.Generator().manual_seed(0))

@@ -106,14 +106,17 @@ def plan_tiles(
 def split_axis(length: int, parts: int, margin: int) -> tuple[AxisTile, ...]:
     """The original's split: cores at i * (length // parts), each window widened by `margin` on
     inner sides, hard seams at the core boundaries (spec §6.5: 240 -> [0,136) + [104,240)).
+
+    As the original's `save_mem_decode`, a side is widened only when the whole margin fits
+    inside [0, length); where it does not, that side gets no margin at all (12 -> [0,6) + [6,12)).
     """
     parts = max(1, min(parts, length))
     cuts = [i * (length // parts) for i in range(parts)] + [length]
-    windows = [
-        (max(0, cuts[i] - margin if i > 0 else 0), min(length, cuts[i + 1] + margin))
-        for i in range(parts)
-    ]
-    windows[-1] = (windows[-1][0], length)
+    windows = []
+    for start, stop in zip(cuts, cuts[1:], strict=False):
+        low = start - margin if start - margin >= 0 else start
+        high = stop + margin if stop + margin <= length else stop
+        windows.append((low, high))
     fades = [(c, c) for c in cuts[1:-1]]
     return _axis_from_windows(windows, fades)
 
