@@ -22,13 +22,14 @@ def test_planned_passes_fit_the_budget_when_decoding_1080p(budget_gb: float) -> 
     fixed = fixed_bytes(49, plan.padded_hw, dtype_bytes=2)
     dec_hw = tuple(8 * s for s in plan.decode_tiles.tile_hw)
     enc_hw = tuple(8 * s for s in plan.encode_tiles.tile_hw)
-    assert decode_peak_bytes(9, dec_hw, dtype_bytes=2) + fixed <= budget_gb * GIB
-    assert encode_peak_bytes(17, enc_hw, dtype_bytes=2) + fixed <= budget_gb * GIB
+    cost = {"dtype_bytes": 2, **plan.kernels.memory_args()}
+    assert decode_peak_bytes(9, dec_hw, **cost) + fixed <= budget_gb * GIB
+    assert encode_peak_bytes(17, enc_hw, **cost) + fixed <= budget_gb * GIB
     assert plan.estimate_gb <= budget_gb
     bigger = plan.decode_tiles.tile_hw[1] + 8  # the next tile size up would not fit
     if bigger <= 240 and plan.decode_tiles.tile_hw[0] < 134:
         hw = (8 * min(bigger, 134), 8 * bigger)
-        assert decode_peak_bytes(9, hw, dtype_bytes=2) + fixed > budget_gb * GIB
+        assert decode_peak_bytes(9, hw, **cost) + fixed > budget_gb * GIB
 
 
 def test_planning_refuses_clearly_when_nothing_fits() -> None:

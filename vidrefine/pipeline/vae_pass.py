@@ -16,10 +16,9 @@ from vidrefine.models.vae_conv import MEASURED, VAEKernels
 from vidrefine.pipeline.blending import add_weighted
 from vidrefine.plan.chunking import pixel_count
 from vidrefine.plan.tiling import Tile, TilePlan
-from vidrefine.plan.vae import SPATIAL, VAEKernelPlan, VAEPlan
+from vidrefine.plan.vae import CUDA_CAP_MI, SPATIAL, VAEKernelPlan, VAEPlan
 from vidrefine.runtime.kernel_choice import FASTEST, compiled
 
-CUDA_CAP_MI = 2048  # CUDA: no conv call reads more than 2**31 elements (32-bit indexing)
 _MI = 2**20
 
 

@@ -19,7 +19,12 @@ from vidrefine.plan.chunking import (
 )
 from vidrefine.plan.geometry import SPATIAL, ceil_to
 from vidrefine.plan.tiling import TilePlan, plan_split, plan_tiles
-from vidrefine.plan.vae_memory import decode_peak_bytes, encode_peak_bytes, fixed_bytes
+from vidrefine.plan.vae_memory import (
+    DEVICE_FACTOR,
+    decode_peak_bytes,
+    encode_peak_bytes,
+    fixed_bytes,
+)
 
 MODES = VAE_MODES
 FAITHFUL_MARGIN_LATENT = 16  # the original's decode tile overlap (spec §6.5)
@@ -36,13 +41,15 @@ class VAEKernelPlan:
     (time chunks with the causal halo); 0 = the device's default (CUDA 2048, CPU no cap).
     `layout`: "ncdhw", "ndhwc" (channels-last 3D end to end), "auto" = ncdhw (NDHWC is not yet
     measured faster on a GPU, docs/performance.md). `compile`: fused GroupNorm(+SpatialNorm)+SiLU
-    through torch.compile.
+    through torch.compile. `device` ("cuda" or "cpu") resolves "auto" for the memory estimate and
+    sets its device factor (`vae_memory`); the pass itself resolves by the tensors' device.
     """
 
     conv: str = "auto"
     cap_mi: int = 0
     layout: str = "auto"
     compile: bool = False
+    device: str = "cuda"
 
     def __post_init__(self) -> None:
         """Refuse values no kernel exists for."""
@@ -52,15 +59,30 @@ class VAEKernelPlan:
             raise BadInput(f"VAE layout {self.layout!r} is not one of {', '.join(VAE_LAYOUTS)}")
         if self.cap_mi < 0:
             raise BadInput(f"VAE conv cap {self.cap_mi} must be 0 (the device's) or more")
+        if self.device not in DEVICE_FACTOR:
+            raise BadInput(f"VAE device {self.device!r} is not one of {', '.join(DEVICE_FACTOR)}")
+
+    def memory_args(self) -> dict:
+        """The `vae_memory` path, call cap and device this plan's passes run with."""
+        cuda = self.device == "cuda"
+        path = self.conv if self.conv != "auto" else ("measured" if cuda else "conv3d")
+        cap_mi = self.cap_mi or (CUDA_CAP_MI if cuda else 0)
+        return {"path": path, "cap_elements": cap_mi * 2**20, "device": self.device}
 
 
-def vae_kernel_plan(config: RunConfig) -> VAEKernelPlan:
-    """The VAE kernel choices a run config asks for (`compile` covers the VAE's norms too)."""
+CUDA_CAP_MI = 2048  # "auto" on CUDA: no conv call reads more than 2**31 elements (32-bit indexing)
+
+
+def vae_kernel_plan(config: RunConfig, device_kind: str = "cuda") -> VAEKernelPlan:
+    """The VAE kernel choices a run config asks for on a "cuda" or "cpu" device (`compile`
+    covers the VAE's norms too).
+    """
     return VAEKernelPlan(
         conv=config.vae_conv,
         cap_mi=config.vae_conv_cap_mi,
         layout=config.vae_layout,
         compile=config.compile,
+        device=device_kind,
     )
 
 
@@ -112,26 +134,26 @@ class VAEPlan:
         return plan_decode_chunks(self.latent_frames, self.decode_chunk_latent)
 
 
-def _peaks(plan_bits: dict, size_px: tuple[int, int], dtype_bytes: int) -> float:
-    """Largest planned pass (encode or decode) in bytes, fixed costs included."""
+def _peaks(plan_bits: dict, cost: dict) -> float:
+    """Largest planned pass (encode or decode) in bytes; `cost`: the vae_memory keywords."""
     enc_frames = 1 + plan_bits["encode_chunk_frames"]
     dec_frames = 1 + TIME_FACTOR * plan_bits["decode_chunk_latent"]
     enc_hw = tuple(SPATIAL * s for s in plan_bits["encode_tiles"].tile_hw)
     dec_hw = tuple(SPATIAL * s for s in plan_bits["decode_tiles"].tile_hw)
     return max(
-        encode_peak_bytes(enc_frames, enc_hw, dtype_bytes=dtype_bytes),
-        decode_peak_bytes(dec_frames, dec_hw, dtype_bytes=dtype_bytes),
+        encode_peak_bytes(enc_frames, enc_hw, **cost),
+        decode_peak_bytes(dec_frames, dec_hw, **cost),
     )
 
 
 def _fit_tile(
-    latent_hw: tuple[int, int], frames: int, room: float, dtype_bytes: int, *, decode: bool
+    latent_hw: tuple[int, int], frames: int, room: float, cost: dict, *, decode: bool
 ) -> int:
     """Largest square tile (latent, multiple of 8, >= 8) whose pass fits in `room` bytes."""
     peak = decode_peak_bytes if decode else encode_peak_bytes
     for tile in range(ceil_to(max(latent_hw), 8), 7, -8):
         window = (SPATIAL * min(tile, latent_hw[0]), SPATIAL * min(tile, latent_hw[1]))
-        if peak(frames, window, dtype_bytes=dtype_bytes) <= room:
+        if peak(frames, window, **cost) <= room:
             return tile
     raise DoesNotFit(
         f"the VAE needs more than the {room / _GB:.1f} GB left for it even with 8-latent tiles;"
@@ -176,9 +198,10 @@ def plan_vae(
             "decode_chunk_latent": FAITHFUL_DECODE_CHUNK_LATENT,
             "decode_tiles": plan_split(latent_hw, faithful_splits_hw, FAITHFUL_MARGIN_LATENT),
         }
-    else:
+    cost = {"dtype_bytes": dtype_bytes, **kernels.memory_args()}
+    if mode == "blend":
         bits |= _blend_bits(
-            latent_hw, frames, budget_gb, tile_latent, overlap_latent, chunk_latent, dtype_bytes
+            latent_hw, frames, budget_gb, tile_latent, overlap_latent, chunk_latent, cost
         )
     padded = (SPATIAL * latent_hw[0], SPATIAL * latent_hw[1])
     whole_frames = grid_frames(frames)
@@ -187,9 +210,7 @@ def plan_vae(
         ("decode_chunk_latent", (whole_frames - 1) // TIME_FACTOR),
     ):
         bits[key] = bits[key] or value  # 0 = one pass; size the estimate on the whole clip
-    peak = _peaks(bits, padded, dtype_bytes) + fixed_bytes(
-        whole_frames, padded, dtype_bytes=dtype_bytes
-    )
+    peak = _peaks(bits, cost) + fixed_bytes(whole_frames, padded, dtype_bytes=dtype_bytes)
     return VAEPlan(mode, tuple(size_hw), frames, estimate_gb=peak / _GB, kernels=kernels, **bits)
 
 
@@ -200,7 +221,7 @@ def _blend_bits(
     tile_latent: int,
     overlap_latent: int,
     chunk_latent: int,
-    dtype_bytes: int,
+    cost: dict,
 ) -> dict:
     decode_chunk = chunk_latent or FAITHFUL_DECODE_CHUNK_LATENT
     encode_chunk = TIME_FACTOR * chunk_latent or FAITHFUL_ENCODE_CHUNK_FRAMES
@@ -209,11 +230,11 @@ def _blend_bits(
     else:
         budget = budget_gb * _GB
         padded = (SPATIAL * latent_hw[0], SPATIAL * latent_hw[1])
-        room = budget - fixed_bytes(grid_frames(frames), padded, dtype_bytes=dtype_bytes)
+        room = budget - fixed_bytes(grid_frames(frames), padded, dtype_bytes=cost["dtype_bytes"])
         dec_frames = min(grid_frames(frames), 1 + TIME_FACTOR * decode_chunk)
         enc_frames = min(grid_frames(frames), 1 + encode_chunk)
-        dec_tile = _fit_tile(latent_hw, dec_frames, room, dtype_bytes, decode=True)
-        enc_tile = _fit_tile(latent_hw, enc_frames, room, dtype_bytes, decode=False)
+        dec_tile = _fit_tile(latent_hw, dec_frames, room, cost, decode=True)
+        enc_tile = _fit_tile(latent_hw, enc_frames, room, cost, decode=False)
     return {
         "encode_chunk_frames": encode_chunk,
         "decode_chunk_latent": decode_chunk,
