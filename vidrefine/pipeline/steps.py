@@ -159,9 +159,21 @@ def decode_to_frames(
     with torch.no_grad():
         video = decode_latents(models.vae, z / STAGE2_LATENT_SCALE, vae_plan)
     out_h, out_w = geometry.output_hw
-    video = video[0, :, :, :out_h, :out_w].float().clamp(-1, 1)
-    frames = ((video + 1) * 127.5).round().to(torch.uint8)
+    frames = to_levels(video[0, :, :, :out_h, :out_w], truncate=vae_plan.mode == "faithful")
     return rearrange(frames, "c t h w -> t h w c").cpu().numpy()
+
+
+def to_levels(video: torch.Tensor, *, truncate: bool) -> torch.Tensor:
+    """Decoded [-1, 1] video -> uint8 levels, rounded to the nearest level.
+
+    `truncate` (the faithful VAE mode) does what the original does instead: fp32
+    clamp((x + 1) / 2, 0, 1) * 255, which torchvision's `write_video` casts to uint8 toward zero
+    (spec §6.5, §9.2, pitfall 25): about half a level darker on average.
+    """
+    video = video.float()
+    if truncate:
+        return (torch.clamp((video + 1.0) / 2.0, min=0.0, max=1.0) * 255).to(torch.uint8)
+    return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def crossfade(frames: np.ndarray, tail: np.ndarray, plan: WindowPlan) -> None:
