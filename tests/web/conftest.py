@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,8 +23,11 @@ from pathlib import Path
 import pytest
 from tiny_runs import TEST_PRESET
 
+from vidrefine.errors import ExitCode
+
 MAX_UPLOAD_GB = 0.001  # 1 MB: the sample clip (71 kB) passes, a 2 MB file does not
 START_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 60  # a job stops at its next step, a preview runs to its end
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -40,6 +44,7 @@ class Server:
     url: str
     work: Path
     log: Path
+    pid: int = 0
 
 
 def wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
@@ -55,13 +60,8 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"vidrefine serve did not answer within {START_TIMEOUT_S} s: {log.read_text()}")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory, stage2_weights) -> Iterator[Server]:
-    """`vidrefine serve` on a free port with the tiny weights, 64p output and a 1 MB upload cap."""
-    root = tmp_path_factory.mktemp("serve")
-    preset = root / "web.toml"
-    preset.write_text(TEST_PRESET + 'size = "64p"\n')
-    port = free_port()
+def serve_environment(root: Path) -> dict[str, str]:
+    """The environment of a test server: its own caches, no Hub, no analytics."""
     env = {
         **os.environ,
         "VIDREFINE_CACHE": str(root / "resume"),
@@ -70,25 +70,67 @@ def server(tmp_path_factory, stage2_weights) -> Iterator[Server]:
         "GRADIO_ANALYTICS_ENABLED": "False",
     }
     env.pop("VIDREFINE_WEIGHTS", None)
-    args = ["serve", "--port", str(port), "--weights", str(stage2_weights), "--preset", str(preset)]
-    args += ["--work", str(root / "work"), "-o", str(root / "out")]
+    return env
+
+
+def serve_command(root: Path, weights: Path, port: int, work: Path | None = None) -> list[str]:
+    """`python -m vidrefine serve` with the tiny weights, 64p output and a 1 MB upload cap, its
+    work folder `root/work` (or `work`) and outputs `root/out` (the preset is written in `root`).
+    """
+    preset = root / "web.toml"
+    preset.write_text(TEST_PRESET + 'size = "64p"\n')
+    args = ["serve", "--port", str(port), "--weights", str(weights), "--preset", str(preset)]
+    args += ["--work", str(work or root / "work"), "-o", str(root / "out")]
     args += ["--max-upload-gb", str(MAX_UPLOAD_GB)]
-    log = root / "serve.log"
+    return [sys.executable, "-m", "vidrefine", *args]
+
+
+def start_server(
+    root: Path, weights: Path, log_name: str = "serve.log"
+) -> tuple[subprocess.Popen, Server]:
+    """Start `serve_command` in `root` on a free port and wait until the page answers."""
+    port = free_port()
+    log = root / log_name
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "vidrefine", *args], stdout=sink, stderr=sink, env=env
+            serve_command(root, weights, port),
+            stdout=sink,
+            stderr=sink,
+            env=serve_environment(root),
         )
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_until_up(url, process, log)
-        yield Server(url, (root / "work").resolve(), log)
+    except BaseException:
+        stop_server(process)
+        raise
+    return process, Server(url, (root / "work").resolve(), log, process.pid)
+
+
+def stop_server(process: subprocess.Popen, how: int = signal.SIGTERM) -> int | None:
+    """Stop a server with `how` (SIGTERM: as a service manager does); its exit code, or None
+    when it was still there after `STOP_TIMEOUT_S` and had to be killed.
+    """
+    if process.poll() is None:
+        process.send_signal(how)
+    try:
+        return process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, stage2_weights) -> Iterator[Server]:
+    """`vidrefine serve` on a free port with the tiny weights, 64p output and a 1 MB upload cap."""
+    process, running = start_server(tmp_path_factory.mktemp("serve"), stage2_weights)
+    try:
+        yield running
     finally:
-        process.terminate()  # as Ctrl-C; a server holding client connections is then killed
-        try:
-            process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        code = stop_server(process, signal.SIGINT)  # Ctrl-C in its terminal
+    log = running.log.read_text()
+    assert code == ExitCode.INTERRUPTED and "terminate called" not in log, (code, log[-2000:])
 
 
 def chromium() -> tuple[str, str] | None:

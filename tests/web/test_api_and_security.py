@@ -16,6 +16,7 @@ import pytest
 from tiny_runs import run_cli
 
 from tests.media import make_clip
+from tests.web.conftest import free_port
 from vidrefine.errors import ExitCode
 from vidrefine.io.probe import probe
 
@@ -115,6 +116,7 @@ def test_oversized_upload_is_refused_with_a_clear_message_when_over_the_cap(serv
     status, text = http_status(f"{server.url}gradio_api/upload", body, headers)
     assert status == 413
     assert "maximum allowed size of 1000000 bytes" in text
+    assert [p for p in server.work.rglob("big*")] == []  # nothing of it kept
 
 
 def uploaded(server, path: Path) -> str:
@@ -161,12 +163,63 @@ def test_serve_rejects_a_malformed_auth_when_it_has_no_password(tmp_path):
 
 
 def test_serve_names_the_missing_weights_before_starting_when_offline(tmp_path):
-    code, text = run_cli(["serve", "--weights", str(tmp_path), "--offline"])
+    args = ["--weights", str(tmp_path), "--offline", "--port", str(free_port())]
+    code, text = run_cli(["serve", *args, "--work", str(tmp_path / "work")])
     assert code == ExitCode.MISSING_WEIGHTS
     assert "stage2.pt" in text and "Traceback" not in text
+    assert list(tmp_path.iterdir()) == []  # the work folder made for the start is gone
 
 
 def test_serve_refuses_a_bad_upload_cap_before_looking_for_weights(tmp_path):
     code, text = run_cli(["serve", "--max-upload-gb", "0", "--weights", str(tmp_path), "--offline"])
     assert code == ExitCode.BAD_INPUT
     assert "--max-upload-gb must be positive" in text and "stage2.pt" not in text
+
+
+def test_preview_through_the_client_accepts_any_time_inside_the_clip_when_past_one_second(
+    server, tmp_path
+):
+    clip = uploaded(server, make_clip(tmp_path / "long.mp4", frames=80, fps=25).path)  # 3.2 s
+    api = client(server)
+    inputs = api.view_api(return_format="dict", print_info=False)["named_endpoints"]["/preview"]
+    at = next(p for p in inputs["parameters"] if p["label"] == "Preview at (s)")
+    assert "maximum" not in json.dumps(at).lower() and "and 1" not in json.dumps(at)
+    source, refined = api.predict(clip, "a ball", 2.5, api_name="/preview")
+    assert probe(source).frame_count == probe(refined).frame_count == 13  # one tiny window
+    assert probe(refined).display_hw == (64, 86)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "argument"),
+    [
+        ("/choose", "{work}/clips/a\x00b.mp4"),
+        ("/shots", "{work}/clips/\x00"),
+        ("/preview", "{work}/previews/\x00.mp4"),
+    ],
+)
+def test_path_with_a_nul_byte_is_a_clear_refusal_not_a_bug_when_a_request_names_it(
+    server, endpoint, argument
+):
+    path = argument.format(work=server.work)
+    args = (path, "a ball", 0) if endpoint == "/preview" else (path,)
+    message = app_error(lambda: client(server).predict(*args, api_name=endpoint))
+    assert "NUL" in message and "bug" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("junk.mp4", bytes(range(256)) * 40), ("notes.txt", b"not a video\n")],
+    ids=["not-a-video", "not-a-video-name"],
+)
+def test_rejected_upload_leaves_nothing_in_the_work_folder_when_it_is_not_a_video(
+    server, tmp_path, name, content
+):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    message = app_error(lambda: uploaded(server, bad))
+    assert name in message and "bug" not in message
+    assert [p for p in server.work.rglob("*") if p.name.startswith(bad.stem)] == []
+    message = app_error(
+        lambda: client(server).predict(str(server.work / "clips" / name), api_name="/choose")
+    )
+    assert "no such clip" in message or "not a video" in message

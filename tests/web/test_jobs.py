@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from vidrefine.errors import BadInput, Interrupted
-from vidrefine.web.jobs import CANCELLED, DONE, FAILED, Job, JobProgress, JobQueue
+from vidrefine.web.jobs import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    QUEUED,
+    Job,
+    JobProgress,
+    JobQueue,
+)
 
 
 class GatedRunner:
@@ -68,14 +77,15 @@ def test_unexpected_error_is_one_line_without_a_stack_when_a_job_meets_a_bug(tmp
     assert "Traceback" not in job.message and "Traceback" in capsys.readouterr().err
 
 
-def test_running_job_comes_back_cancelled_and_resumable_when_the_server_restarts(tmp_path):
+def test_running_job_comes_back_interrupted_and_resumable_when_the_server_restarts(tmp_path):
     state = tmp_path / "jobs.json"
     running = Job("0a1b2c3d", "/clips/a.mp4", "/out/a.mp4", "caption", {}, state="running")
     state.write_text(json.dumps([running.__dict__]))
     runner = GatedRunner()
     queue = JobQueue(state, runner)
     job = queue.get("0a1b2c3d")
-    assert job.state == CANCELLED and "stopped when the server stopped" in job.message
+    assert job.state == INTERRUPTED and "the server stopped while it ran" in job.message
+    assert json.loads(state.read_text())[0]["state"] == INTERRUPTED  # the file says so too
     assert runner.ran == []
 
     runner.gate.set()
@@ -130,3 +140,24 @@ def test_resumed_job_counts_each_reused_window_when_it_was_cancelled_amid_a_wind
     queue.resume(job.id)
     assert queue.wait(job.id, timeout_s=30).state == DONE
     assert job.reused_windows == 2
+
+
+def test_shutdown_stops_the_running_job_as_interrupted_and_keeps_the_queued_when_the_server_stops(
+    tmp_path,
+):
+    def run(job: Job, progress: JobProgress) -> int:
+        with progress.task("steps", total=100) as steps:
+            while True:  # a long job: only a cancel ends it, at its next step
+                steps.advance()
+                threading.Event().wait(0.01)
+
+    queue = JobQueue(tmp_path / "jobs.json", run)
+    first, second = submit(queue, "a"), submit(queue, "b")
+    while first.steps_done < 1:
+        threading.Event().wait(0.01)
+    assert queue.shutdown() == [first]
+    assert not queue.worker.is_alive()
+    saved = {j["id"]: j["state"] for j in json.loads((tmp_path / "jobs.json").read_text())}
+    assert saved == {first.id: INTERRUPTED, second.id: QUEUED}
+    assert "resume" in first.message
+    queue.resume(first.id)  # resumable like a cancelled job

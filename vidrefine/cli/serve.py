@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from vidrefine.cli.environment import Environment
 from vidrefine.cli.options import weights_options
 from vidrefine.errors import BadInput
+
+if TYPE_CHECKING:
+    from vidrefine.web.paths import Folders
+    from vidrefine.web.server import ServeOptions
 
 
 def default_work_folder() -> Path:
@@ -71,26 +77,70 @@ def command(
     The other options (host, port, preset, weights, outputs, upload cap, generator) are
     `ServeOptions` fields, passed through as they are.
     """
-    from vidrefine.checkpoints.weights import UPSCALE_WEIGHTS, resolve
     from vidrefine.presets import load_config
-    from vidrefine.web.server import ServeOptions, check_serving, parse_auth, read_auth_file
+    from vidrefine.web.paths import Folders
+    from vidrefine.web.server import check_serving, parse_auth, read_auth_file
 
     if auth and auth_file:
         raise BadInput("give --auth or --auth-file, not both")
     credentials = parse_auth(auth, "--auth") if auth else None
     if auth_file is not None:
         credentials = read_auth_file(auth_file)
-    # before anything slow is imported or any weight is looked for (or fetched)
-    check_serving(settings["host"], credentials, settings["max_upload_gb"])
+    # before any folder is made, any weight looked for (or fetched) or anything slow imported
+    check_serving(settings["host"], credentials, settings["max_upload_gb"], settings["port"])
     load_config(settings["preset"], source="--preset")  # a bad preset stops here
+    folders = Folders.at(work or default_work_folder(), settings.pop("outputs"))
+    serve_page(env, folders, functools.partial(serve_options, env, folders, credentials, settings))
+
+
+def serve_options(
+    env: Environment, folders: Folders, auth: tuple[str, str] | None, settings: dict[str, Any]
+) -> ServeOptions:
+    """The server's options, with stage II's weights found (or fetched, announced)."""
+    from vidrefine.checkpoints.weights import UPSCALE_WEIGHTS, resolve
+    from vidrefine.web.server import ServeOptions
+
     paths = resolve(
         UPSCALE_WEIGHTS,
         weights_dir=settings["weights"],
         offline=settings["offline"],
         announce=env.note,
     )
-    work = work or default_work_folder()
-    options = ServeOptions(work=work, auth=credentials, weight_paths=paths, **settings)
-    from vidrefine.web.server import serve
+    official = {w.name: w.size_gb for w in UPSCALE_WEIGHTS}
+    return ServeOptions(
+        work=folders.work,
+        outputs=folders.outputs,
+        auth=auth,
+        weight_paths=paths,
+        official_gb=official,
+        **settings,
+    )
 
-    serve(options, env.note)
+
+def serve_page(env: Environment, folders: Folders, options: Callable[[], ServeOptions]) -> None:
+    """Hold the work folder (one server per folder), find the weights, clean what a killed run
+    left, and serve until SIGTERM or Ctrl-C. A start that fails leaves no folder it made.
+    """
+    from vidrefine.cli.batch import remove_empty_folders, remove_stale_temps_in
+    from vidrefine.web.lock import WorkLock
+    from vidrefine.web.server import start
+
+    made, started = folders.make_work(), False
+    try:
+        with WorkLock(folders.work):
+            if folders.readable_by_others():
+                env.warn(
+                    f"the work folder {folders.work} is readable by other users, who can see "
+                    f"the uploads there: chmod 700 {folders.work} to keep them private"
+                )
+            chosen = options()
+            made += folders.make()
+            remove_stale_temps_in(folders.written_here(), env.note)
+            running = start(chosen, folders)
+            env.note(f"serving on http://{chosen.host}:{chosen.port} (work folder {folders.work})")
+            started = True
+            running.serve_until_stopped(env.note)
+    except BaseException:
+        if not started:
+            remove_empty_folders(made)
+        raise

@@ -34,18 +34,20 @@ def gradio_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def clip_outputs(page: Page, view: ClipView) -> tuple[Any, ...]:
-    """(clip path, facts, caption, slider, choices) for a chosen clip."""
-    slider = gr.update(maximum=max(view.duration_s, 0.1), value=0)
+    """(clip path, facts, caption, preview time, choices) for a chosen clip."""
+    at = gr.update(value=0, label=f"Preview at (s, 0 to {view.duration_s:.2f})")
     choices = gr.update(choices=page.folders.choices(), value=view.path)
-    return view.path, view.facts, view.caption, slider, choices
+    return view.path, view.facts, view.caption, at, choices
 
 
 def settings_controls(page: Page) -> list[Any]:
     """Preset, size, strength, steps, seed and colour fix, filled from the server's preset."""
     config = page.defaults()
-    with gr.Row():
+    with gr.Row(equal_height=True):
         preset = gr.Dropdown(page.presets(), value=page.engine.preset, label="Preset")
-        size = gr.Textbox(config.size, label="Size (1080p, 720p, WIDTHxHEIGHT)", elem_id="size")
+        size = gr.Textbox(
+            config.size, label="Size", placeholder="1080p, 720p or WIDTHxHEIGHT", elem_id="size"
+        )
         strength = gr.Slider(600, 750, value=config.strength, step=1, label="Strength")
         steps = gr.Number(config.steps, precision=0, minimum=1, label="Steps")
         seed = gr.Number(config.seed, precision=0, label="Seed", elem_id="seed")
@@ -58,6 +60,12 @@ def settings_controls(page: Page) -> list[Any]:
 
     preset.input(preset_defaults, preset, knobs, **PRIVATE)
     return [preset, *knobs]
+
+
+def follow_size(page: Page, notice: Any, size: Any, clip: Any) -> None:
+    """Keep the warning line for a size too large for the device up to date."""
+    for changed in (size, clip):
+        changed.change(page.size_notice, [size, clip], notice, **PRIVATE)
 
 
 def upscale_tab(page: Page, settings: list[Any]) -> dict[str, Any]:
@@ -76,7 +84,9 @@ def upscale_tab(page: Page, settings: list[Any]) -> dict[str, Any]:
             caption = gr.Textbox(label=CAPTION_LABEL, lines=8, elem_id="caption")
             auto_btn = gr.Button("Auto caption (one per shot)", elem_id="auto-caption")
     with gr.Row():
-        at = gr.Slider(0, 1, value=0, step=0.04, label="Preview at (s)", elem_id="preview-at")
+        # a number, not a slider: a slider's maximum would stay in the API's schema (and its
+        # checks) at the first clip's length, whatever clip a script previews
+        at = gr.Number(0, minimum=0, step=0.04, label="Preview at (s)", elem_id="preview-at")
         preview_btn = gr.Button("Preview", elem_id="preview-button")
     with gr.Row():
         before = gr.Video(
@@ -87,9 +97,10 @@ def upscale_tab(page: Page, settings: list[Any]) -> dict[str, Any]:
         )
     with gr.Row():
         refine_btn = gr.Button("Refine whole clip", variant="primary", elem_id="refine-button")
-        cancel_btn = gr.Button("Cancel", elem_id="cancel-button")
-        resume_btn = gr.Button("Resume", elem_id="resume-button")
-        compare_btn = gr.Button("Compare with the input", elem_id="compare-button")
+        idle = {"interactive": False}  # until the Job box holds a job they apply to
+        cancel_btn = gr.Button("Cancel", elem_id="cancel-button", **idle)
+        resume_btn = gr.Button("Resume", elem_id="resume-button", **idle)
+        compare_btn = gr.Button("Compare with the input", elem_id="compare-button", **idle)
     job = gr.Textbox(label="Job", elem_id="job-id")
     status = gr.Markdown(elem_id="job-status")
     with gr.Row():
@@ -123,7 +134,14 @@ def upscale_tab(page: Page, settings: list[Any]) -> dict[str, Any]:
     cancel_btn.click(gradio_errors(page.cancel), job, status, api_name="cancel")
     resume_btn.click(gradio_errors(page.resume), job, status, api_name="resume")
     compare_btn.click(gradio_errors(page.compare), job, [report, pictures], api_name="compare")
-    return {"job": job, "status": status, "result": result, "download": download}
+    return {
+        "clip": clip,
+        "job": job,
+        "status": status,
+        "result": result,
+        "download": download,
+        "buttons": [cancel_btn, resume_btn, compare_btn],
+    }
 
 
 def t2v_tab(page: Page, settings: list[Any]) -> None:
@@ -171,9 +189,12 @@ def build(page: Page) -> gr.Blocks:
     """The whole page."""
     with gr.Blocks(title="vidrefine") as demo:
         gr.Markdown("## vidrefine: low-res clips to 1080p with FlashVideo's stage II")
+        gr.Markdown(page.weights_note, elem_id="weights")
         settings = settings_controls(page)
+        notice = gr.Markdown(page.size_notice(None), elem_id="size-notice")
         with gr.Tab("Upscale"):
             upscale = upscale_tab(page, settings)
+        follow_size(page, notice, settings[1], upscale["clip"])
         with gr.Tab("Text to video"):
             t2v_tab(page, settings)
         with gr.Tab("Jobs"):
@@ -184,9 +205,11 @@ def build(page: Page) -> gr.Blocks:
             output = page.finished(job_id)
             same = output is None or output == showing
             media = (gr.skip(), gr.skip()) if same else (output, output)
-            return (page.listing(), page.status(job_id), *media, output or showing)
+            buttons = [gr.update(interactive=on) for on in page.job_buttons(job_id)]
+            return (page.listing(), page.status(job_id), *media, *buttons, output or showing)
 
         outputs = [jobs["listing"], upscale["status"], upscale["result"], upscale["download"]]
+        outputs += upscale["buttons"]
         timer = gr.Timer(POLL_S)
         timer.tick(refresh, [upscale["job"], shown], [*outputs, shown], **PRIVATE)
         demo.load(refresh, [upscale["job"], shown], [*outputs, shown], **PRIVATE)

@@ -26,7 +26,8 @@ from vidrefine.web.captioning import (
     prefilled_caption,
 )
 from vidrefine.web.engine import Engine, clip_facts, facts, shots_text
-from vidrefine.web.jobs import DONE, Job, JobQueue, bug_line
+from vidrefine.web.jobs import ACTIVE, DONE, RESUMABLE, Job, JobQueue, bug_line
+from vidrefine.web.notices import size_notice
 from vidrefine.web.paths import Folders
 from vidrefine.web.report import job_report
 
@@ -95,8 +96,11 @@ def seed_list(text: str) -> list[int]:
 class Page:
     """The endpoints, over one engine, one job queue and the two folders."""
 
-    def __init__(self, engine: Engine, queue: JobQueue, folders: Folders) -> None:
+    def __init__(
+        self, engine: Engine, queue: JobQueue, folders: Folders, *, weights_note: str = ""
+    ) -> None:
         self.engine, self.queue, self.folders = engine, queue, folders
+        self.weights_note = weights_note  # the weights loaded (`notices.weights_note`)
 
     def defaults(self, preset: str | None = None) -> RunConfig:
         """The settings a preset gives (the server's preset when None)."""
@@ -112,7 +116,7 @@ class Page:
         """Keep an uploaded clip in the work folder and show its facts."""
         if not uploaded:
             raise PageError("no file received; drop a video file on the clip box")
-        return self.view(self.folders.keep_upload(uploaded))
+        return self.view(self.folders.keep_upload(uploaded, accept=probe))
 
     @one_line
     def choose(self, path: str | None) -> ClipView:
@@ -234,6 +238,23 @@ class Page:
         where = f" (#{position} in line)" if job.state == "queued" else ""
         parts = [f"job {job.id}: {job.state}{where}", job.progress_line(), job.message]
         return " | ".join(p for p in parts if p)
+
+    def size_notice(self, size: str | None, clip: str | None = None) -> str:
+        """The warning for a size too large for the device (planned for the clip when one is
+        chosen), or "".
+        """
+        size = str(size or self.defaults().size)
+        try:
+            input_hw = probe(self.folders.clip(clip)).display_hw if clip else None
+        except VidrefineError:
+            input_hw = None
+        return size_notice(size, input_hw, self.engine.refiner.session.device.type)
+
+    def job_buttons(self, job_id: str | None) -> tuple[bool, bool, bool]:
+        """Whether Cancel, Resume and Compare apply to the job (none without a job)."""
+        job = self.queue.jobs.get((job_id or "").strip())
+        state = job.state if job is not None else None
+        return state in ACTIVE, state in RESUMABLE, state == DONE
 
     def listing(self) -> str:
         """The job list as a Markdown table (what the page shows under Jobs)."""

@@ -1,9 +1,11 @@
 """The page's job queue: one job at a time on the device, listed with position and progress.
 
 The list lives in the server (and in `jobs.json` in the work folder), so it survives a page
-reload and a server restart; a job that was running when the server stopped comes back as
-cancelled, with its finished windows kept for a resume. Cancelling a running job stops it at
-the next step; the windows it finished stay in the resume store, so resuming reuses them.
+reload and a server restart. Cancelling a running job stops it at the next step; the windows it
+finished stay in the resume store, so resuming reuses them. A server that stops (SIGTERM,
+Ctrl-C: `shutdown`) cancels its running job the same way and lists it as interrupted; one that
+was killed finds its job "running" in the file when it starts again and lists it as interrupted
+too.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ from vidrefine.errors import Interrupted, VidrefineError, first_line
 from vidrefine.io.atomic import atomic_output
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+INTERRUPTED = "interrupted"  # stopped with the server; resumes like a cancelled job
 ACTIVE = (QUEUED, RUNNING)
-CANCEL_MESSAGE = "cancelled; the finished windows are kept: resume to go on from them"
+RESUMABLE = (CANCELLED, FAILED, INTERRUPTED)
+KEPT = "the finished windows are kept: resume to go on from them"
+CANCEL_MESSAGE = f"cancelled; {KEPT}"
+STOPPED_MESSAGE = f"the server stopped while it ran; {KEPT}"
 
 
 @dataclass
@@ -141,13 +147,22 @@ Runner = Callable[[Job, JobProgress], int]  # runs a job; returns the windows re
 class JobQueue:
     """Jobs run one after another on a worker thread; the list is saved on every change."""
 
-    def __init__(self, state_file: Path, run: Runner) -> None:
+    def __init__(self, state_file: Path, run: Runner, *, start: bool = True) -> None:
+        """Load the saved list; the worker starts now, or at `start()` when `start` is False
+        (the server starts it once it holds its port).
+        """
         self.state_file, self.run = state_file, run
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Condition()
         self.cancel_flags: dict[str, threading.Event] = {}
+        self.stopping = False
         self._load()
         self.worker = threading.Thread(target=self._work, name="vidrefine-jobs", daemon=True)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start running the queued jobs, one after another."""
         self.worker.start()
 
     def submit(
@@ -189,10 +204,10 @@ class JobQueue:
         return job
 
     def resume(self, job_id: str) -> Job:
-        """Queue a cancelled or failed job again; its finished windows are reused."""
+        """Queue a cancelled, interrupted or failed job again; its finished windows are reused."""
         with self.lock:
             job = self.get(job_id)
-            if job.state not in (CANCELLED, FAILED):
+            if job.state not in RESUMABLE:
                 raise VidrefineError(f"job {job.id} is {job.state}: only a stopped job resumes")
             job.state, job.message, job.eta_s = QUEUED, "", None
             self._changed()
@@ -220,6 +235,21 @@ class JobQueue:
                 self.lock.wait(left)
         return job
 
+    def shutdown(self) -> list[Job]:
+        """Stop the worker: the running job is cancelled (its finished windows kept) and
+        listed as interrupted, queued jobs stay queued for the next start; returns the jobs
+        stopped, once the worker has ended (a job stops at its next step).
+        """
+        with self.lock:
+            self.stopping = True
+            running = [job for job in self.jobs.values() if job.state == RUNNING]
+            for job in running:
+                self.cancel_flags[job.id].set()
+            self.lock.notify_all()
+        if self.worker.is_alive():
+            self.worker.join()
+        return running
+
     def position(self, job: Job) -> int:
         """1 for the running job (or the next to run), 2 for the one after, 0 when stopped."""
         return self.positions().get(job.id, 0)
@@ -238,9 +268,9 @@ class JobQueue:
     def _ordered(self) -> list[Job]:
         return sorted(self.jobs.values(), key=lambda j: j.created)
 
-    def _next(self) -> Job:
+    def _next(self) -> Job | None:
         with self.lock:
-            while True:
+            while not self.stopping:
                 queued = [j for j in self._ordered() if j.state == QUEUED]
                 if queued:
                     job = queued[0]
@@ -250,13 +280,15 @@ class JobQueue:
                     self._changed()
                     return job
                 self.lock.wait()
+            return None
 
     def _work(self) -> None:
-        while True:
-            job = self._next()
+        while (job := self._next()) is not None:
             progress = JobProgress(job, self.cancel_flags[job.id], self._changed_locked)
             state, message = self._run(job, progress)
             with self.lock:
+                if state == CANCELLED and self.stopping:
+                    state, message = INTERRUPTED, STOPPED_MESSAGE
                 job.state, job.message, job.eta_s = state, message, None
                 del self.cancel_flags[job.id]
                 self._changed()
@@ -292,16 +324,27 @@ class JobQueue:
             jobs = [Job(**item) for item in saved]
         except (OSError, ValueError, TypeError):
             return  # a damaged list starts empty; the files it named stay where they are
-        for job in jobs:
-            if job.state == RUNNING:
-                job.state, job.message = (
-                    CANCELLED,
-                    "stopped when the server stopped; " + (CANCEL_MESSAGE.split("; ", 1)[1]),
-                )
-            self.jobs[job.id] = job
+        killed = [job for job in jobs if job.state == RUNNING]  # its server died (kill -9)
+        for job in killed:
+            job.state, job.message, job.eta_s = INTERRUPTED, STOPPED_MESSAGE, None
+        self.jobs = {job.id: job for job in jobs}
+        if killed:
+            with self.lock:
+                self._changed()
 
 
-__all__ = ["CANCELLED", "DONE", "FAILED", "QUEUED", "RUNNING", "Job", "JobProgress", "JobQueue"]
+__all__ = [
+    "CANCELLED",
+    "DONE",
+    "FAILED",
+    "INTERRUPTED",
+    "QUEUED",
+    "RESUMABLE",
+    "RUNNING",
+    "Job",
+    "JobProgress",
+    "JobQueue",
+]
 
 
 def bug_line(exc: Exception) -> str:
