@@ -50,6 +50,11 @@ result = pipe(video=video, prompt=caption, num_inference_steps=2, height=int(hei
               generator=torch.Generator().manual_seed(int(seed)))
 np.save(out, result.frames[0])
 print(type(pipe).__name__, type(pipe.transformer).__name__, type(pipe.vae).__name__)
+
+from diffusers import AutoModel
+
+model = AutoModel.from_pretrained(folder + "/transformer", trust_remote_code=True)
+print("AutoModel:", type(model).__name__)
 """
 
 
@@ -111,6 +116,7 @@ def test_exported_folder_gives_the_same_frames_when_vidrefine_cannot_be_imported
         "FlashVideoRefinePipeline FlashVideoTransformer3DModel AutoencoderKLCogVideoX"
         in done.stdout
     )
+    assert "AutoModel: FlashVideoTransformer3DModel" in done.stdout
     frames = np.load(tmp_path / "out.npy")
     assert frames.shape == default_frames.shape
     difference = np.abs(np.rint(frames * 255) - np.rint(default_frames * 255))

@@ -43,3 +43,14 @@ def test_pipeline_refuses_in_one_line_when_given_what_it_cannot_take(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert says in refusal(pipe, video=video, **call)
+
+
+def test_pipeline_reads_a_video_file_as_vidrefine_reads_it_when_given_a_path(tmp_path) -> None:
+    from tests.media import make_clip, read_all
+    from vidrefine.diffusers.frames import as_frames
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=5, size_hw=(32, 48))
+    frames = as_frames(str(clip.path))
+    expected, _, _ = read_all(clip.path)
+    assert frames.dtype == np.uint8 and frames.shape == (5, 32, 48, 3)
+    assert np.array_equal(frames, expected)

@@ -165,6 +165,7 @@ def write_folder(paths: Mapping[str, Path], out: Path, say: Callable[[str], None
         components[name].save_pretrained(out / name)
     _copy_text_encoder(paths[T5.name], components["text_encoder"], out / "text_encoder")
     stems = {part: write_remote_code(out / part, module) for part, (module, _) in CODE.items()}
+    _add_auto_map(out / "transformer" / "config.json", stems["transformer"])
     index = model_index(stems, components["tokenizer"])
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     pickled = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.suffix in _PICKLES)
@@ -173,6 +174,15 @@ def write_folder(paths: Mapping[str, Path], out: Path, say: Callable[[str], None
 
 
 _PICKLES = {".bin", ".pt", ".pth", ".ckpt", ".pkl"}
+
+
+def _add_auto_map(config_path: Path, stem: str) -> None:
+    """Let `AutoModel.from_pretrained("OUT/transformer", trust_remote_code=True)` find the class
+    in the code beside it (with OUT and subfolder=, diffusers reads model_index.json instead).
+    """
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["auto_map"] = {"AutoModel": f"{stem}.{CODE['transformer'][1]}"}
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def export_diffusers(
