@@ -1,4 +1,4 @@
-"""Stage II's numeric steps on one window: the faithful writer."""
+"""Stage II's numeric steps on one window: independent noise streams and the faithful writer."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import pytest
 import torch
 from vae_fixtures import random_official_vae
 
-from vidrefine.config import STAGE2_LATENT_SCALE, VAEConfig
+from vidrefine.config import STAGE2_LATENT_SCALE, RunConfig, VAEConfig
 from vidrefine.models.vae import CausalVideoVAE
 from vidrefine.pipeline.loading import StageTwoModels
-from vidrefine.pipeline.steps import decode_to_frames
+from vidrefine.pipeline.steps import decode_to_frames, degraded_start, window_noise
 from vidrefine.pipeline.vae_pass import decode_latents
 from vidrefine.plan.geometry import OutputGeometry
 from vidrefine.plan.vae import plan_vae
+from vidrefine.sampling.timesteps import degradation_coefficient
 
 
 def _vae_models(zero_posterior: bool = False) -> StageTwoModels:
@@ -54,3 +55,66 @@ def test_frames_are_truncated_under_faithful_and_rounded_otherwise_when_decoded(
     expected = truncated if mode == "faithful" else rounded
     assert np.abs(frames.astype(int) - expected).max() <= (0 if mode == "faithful" else 1)
     assert (frames == expected).mean() > 0.999
+
+
+@pytest.fixture(scope="module")
+def unit_posterior_models() -> StageTwoModels:
+    return _vae_models(zero_posterior=True)
+
+
+def _noises(models: StageTwoModels, seed: int, window: int, first_latent: int) -> tuple:
+    """(posterior noise, degradation noise) (B, T, C, h, w) of one window's start state."""
+    config = RunConfig(seed=seed, posterior="sample")
+    video = torch.zeros(1, 3, 1, 16, 24)  # one frame -> one latent of 2 x 3
+    x0 = degraded_start(
+        models, config, video, plan_vae((16, 24), 1, mode="whole"),
+        window_index=window, first_latent=first_latent,
+    )  # fmt: skip
+    a = degradation_coefficient(config.strength)
+    degradation = window_noise(x0.shape, first_latent, seed)
+    posterior = (x0 - (1 - a * a) ** 0.5 * degradation) / (a * STAGE2_LATENT_SCALE)
+    return posterior, degradation
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_posterior_and_degradation_noise_are_independent_when_window_equals_latent(
+    unit_posterior_models: StageTwoModels, seed: int
+) -> None:
+    """Window w's posterior draw and global latent j's degradation draw once shared a seed
+    (seed * 1_000_003 + w and + j), so for w = j they were the same numbers (issue 20 item 13)."""
+    draws = {}
+    for index in range(3):
+        draws[index] = _noises(unit_posterior_models, seed, window=index, first_latent=index)
+    for w in range(3):
+        posterior = draws[w][0]
+        assert posterior.std() > 0.5  # the posterior really was sampled
+        for j in range(3):
+            degradation = draws[j][1]
+            assert not torch.equal(posterior, degradation)
+            assert abs(_correlation(posterior, degradation)) < 0.5, (w, j)  # 96 values
+        other = draws[(w + 1) % 3][0]
+        assert abs(_correlation(posterior, other)) < 0.5  # windows draw their own posteriors
+
+
+def test_noise_is_shared_by_overlapping_windows_and_repeats_when_drawn_again() -> None:
+    """Degradation noise belongs to the global latent: windows starting at latents 0 and 2 draw
+    the same numbers for latents 2 and 3; the same seed draws the same, another seed not."""
+    shape = torch.Size((2, 4, 16, 3, 5))
+    first, second = window_noise(shape, 0, seed=3), window_noise(shape, 2, seed=3)
+    assert torch.equal(first[:, 2:], second[:, :2])
+    assert not torch.equal(first[:, :2], second[:, :2])
+    assert torch.equal(window_noise(shape, 0, seed=3), first)
+    assert abs(_correlation(window_noise(shape, 0, seed=4), first)) < 0.1
+
+
+def test_start_state_repeats_exactly_when_a_window_is_computed_again(
+    unit_posterior_models: StageTwoModels,
+) -> None:
+    """What resume and ranks rely on: a window's start depends only on (seed, window, latent)."""
+    once = _noises(unit_posterior_models, 1, window=4, first_latent=8)
+    again = _noises(unit_posterior_models, 1, window=4, first_latent=8)
+    assert all(torch.equal(a, b) for a, b in zip(once, again, strict=True))

@@ -23,6 +23,7 @@ import torch
 from vidrefine.checkpoints.weights import vidrefine_cache
 from vidrefine.config import RunConfig
 from vidrefine.errors import DiskFull, is_disk_full
+from vidrefine.pipeline.steps import NOISE_STREAMS
 from vidrefine.plan.clip import ClipPlan
 
 _PROBE_BYTES = 1 << 20  # hash the first and last MiB plus size and mtime: cheap for big files
@@ -157,7 +158,8 @@ def resume_key(
     dtypes: tuple[torch.dtype, torch.dtype],
 ) -> str:
     """Resume key: `identity` (input and caption), the knobs and plan parts that change the
-    numbers, the weights and the precisions (`dtypes`: DiT, VAE).
+    numbers, the weights, the precisions (`dtypes`: DiT, VAE) and how noise seeds are derived
+    (windows kept by a release with other noise are not mixed into this run).
     """
     numbers = {k: v for k, v in asdict(config).items() if k not in _NON_NUMERIC_KNOBS}
     decisions = {"geometry": asdict(plan.geometry), "vae": asdict(plan.vae)}
@@ -169,5 +171,6 @@ def resume_key(
             "weights": weights_identity,
             "dtype": str(dtypes[0]),
             "vae_dtype": str(dtypes[1]),
+            "noise": NOISE_STREAMS,
         }
     )

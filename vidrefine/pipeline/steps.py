@@ -5,6 +5,7 @@ docs/pipeline.md). `pipeline.refine` wires them over a clip's windows.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
@@ -28,6 +29,7 @@ from vidrefine.sampling.timesteps import (
 )
 
 RESIZE_FRAMES = 4  # frames converted and resized together in `frames_to_model_input`
+NOISE_STREAMS = "blake2b-1"  # how `stream_seed` derives seeds; part of the resume key
 
 
 def stage2_caption(config: RunConfig, caption: str) -> str:
@@ -64,6 +66,17 @@ def frames_to_model_input(
     return rearrange(video, "t c h w -> 1 c t h w")
 
 
+def stream_seed(seed: int, stream: str, index: int) -> int:
+    """The generator seed of random stream `stream` number `index` of a run with `seed`.
+
+    A hash of the three, so no two streams (the posterior draw of window w, the degradation
+    noise of global latent j) share numbers: a linear formula such as seed * 1_000_003 + w gave
+    window w's posterior the very numbers of latent w's noise (issue 20 item 13).
+    """
+    text = f"vidrefine/{NOISE_STREAMS}/{stream}/{seed}/{index}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
+
 def window_noise(shape: torch.Size, first_latent: int, seed: int) -> torch.Tensor:
     """Degradation noise (B, T, C, h, w) drawn per global latent frame index.
 
@@ -73,7 +86,7 @@ def window_noise(shape: torch.Size, first_latent: int, seed: int) -> torch.Tenso
     batch, frames, *rest = shape
     slices = []
     for j in range(frames):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + first_latent + j)
+        generator = torch.Generator().manual_seed(stream_seed(seed, "degrade", first_latent + j))
         slices.append(torch.randn((batch, 1, *rest), generator=generator))
     return torch.cat(slices, dim=1)
 
@@ -88,7 +101,8 @@ def degraded_start(
     first_latent: int,
 ) -> torch.Tensor:
     """Model-size video (1, 3, T, H, W) -> scaled latent z -> degraded start x_0 (B, T, C, h, w)."""
-    generator = torch.Generator(device="cpu").manual_seed(config.seed * 1_000_003 + window_index)
+    posterior_seed = stream_seed(config.seed, "posterior", window_index)
+    generator = torch.Generator(device="cpu").manual_seed(posterior_seed)
     z = encode_video(
         models.vae,
         video.to(models.vae_dtype),
