@@ -113,15 +113,16 @@ def load_components(paths: Mapping[str, Path]) -> dict[str, Any]:
 
 
 def pipeline_from_weights(
-    weights: str | Path | None = None, *, offline: bool = True, torch_dtype: Any = None
+    weights: str | Path | None = None, *, offline: bool = False, torch_dtype: Any = None
 ) -> Any:
     """A `FlashVideoRefinePipeline` straight from the official files (no export needed).
 
-    `weights` is searched first, then `$VIDREFINE_WEIGHTS` and the user cache, as everywhere.
+    `weights` is searched first, then `$VIDREFINE_WEIGHTS` and the user cache, and missing
+    files are fetched unless `offline`, as `Refiner.from_pretrained` does.
     """
     from vidrefine.diffusers.pipeline import FlashVideoRefinePipeline
 
-    paths = resolve(UPSCALE_WEIGHTS, weights_dir=weights, offline=offline, fetch=not offline)
+    paths = resolve(UPSCALE_WEIGHTS, weights_dir=weights, offline=offline)
     pipe = FlashVideoRefinePipeline(**load_components(paths))
     return pipe if torch_dtype is None else pipe.to(dtype=torch_dtype)
 
@@ -163,6 +164,9 @@ def write_folder(paths: Mapping[str, Path], out: Path, say: Callable[[str], None
     say("writing transformer/, vae/, text_encoder/, tokenizer/, scheduler/")
     for name in ("transformer", "vae", "scheduler", "tokenizer"):
         components[name].save_pretrained(out / name)
+    spiece = paths[T5.name] / "spiece.model"  # for transformers releases without tokenizer.json
+    if spiece.is_file() and not (out / "tokenizer" / spiece.name).exists():
+        shutil.copyfile(spiece, out / "tokenizer" / spiece.name)
     _copy_text_encoder(paths[T5.name], components["text_encoder"], out / "text_encoder")
     stems = {part: write_remote_code(out / part, module) for part, (module, _) in CODE.items()}
     _add_auto_map(out / "transformer" / "config.json", stems["transformer"])
