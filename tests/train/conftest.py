@@ -84,8 +84,23 @@ def tune_data(tmp_path_factory) -> Path:
 
 
 def prepare_args(data: Path, cache: Path, weights: Path, *extra: str) -> list[str]:
-    return ["tune", "prepare", data, "-o", cache, "--size", SIZE, "--frames", str(FRAMES),
-            "--copies", "2", "--no-shots", "--weights", weights, *extra]
+    return [
+        "tune",
+        "prepare",
+        data,
+        "-o",
+        cache,
+        "--size",
+        SIZE,
+        "--frames",
+        str(FRAMES),
+        "--copies",
+        "2",
+        "--no-shots",
+        "--weights",
+        weights,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")

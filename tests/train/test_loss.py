@@ -74,8 +74,11 @@ def test_bf16_rounding_feeds_what_the_original_fed_when_chosen() -> None:
     t = flow_time(torch.tensor([0.3]), settings)
     assert t.item() == torch.tensor(t.item()).bfloat16().item()
     inputs = loss_inputs(
-        torch.zeros(1, *SHAPE), torch.zeros(1, *SHAPE), torch.zeros(1, 3, 8),
-        _draws([0.3], [675], [True]), settings,
+        torch.zeros(1, *SHAPE),
+        torch.zeros(1, *SHAPE),
+        torch.zeros(1, 3, 8),
+        _draws([0.3], [675], [True]),
+        settings,
     )
     assert inputs.ref_step.tolist() == [676.0]  # 675 in bf16 (spec §5.4)
     index = (1000 - 1000 * t.bfloat16()).float()
@@ -85,7 +88,9 @@ def test_bf16_rounding_feeds_what_the_original_fed_when_chosen() -> None:
 def test_velocity_loss_is_the_mean_squared_velocity_error_when_evaluated() -> None:
     settings = LossSettings()
     inputs = loss_inputs(
-        torch.randn(2, *SHAPE), torch.randn(2, *SHAPE), torch.randn(2, 3, 8),
+        torch.randn(2, *SHAPE),
+        torch.randn(2, *SHAPE),
+        torch.randn(2, 3, 8),
         draw_loss(torch.Generator().manual_seed(2), SHAPE, [(650, 700), (701, 750)], settings),
         settings,
     )
@@ -108,8 +113,9 @@ def test_draws_are_seeded_and_in_range_when_repeated() -> None:
 
 def test_captions_drop_one_time_in_ten_when_drawn_many_times() -> None:
     settings = LossSettings()
-    draws = draw_loss(torch.Generator().manual_seed(4), (1, 1, 1, 1), [(675, 675)] * 20000,
-                      settings)
+    draws = draw_loss(
+        torch.Generator().manual_seed(4), (1, 1, 1, 1), [(675, 675)] * 20000, settings
+    )
     assert (~draws.keep_caption).float().mean().item() == pytest.approx(0.1, abs=0.01)
 
 
@@ -126,8 +132,13 @@ def test_step_sub_ranges_are_disjoint_and_cover_the_range_when_split(parts) -> N
 
 @pytest.mark.parametrize(
     "settings",
-    [{"step_range": (700, 650)}, {"step_range": (0, 1000)}, {"caption_dropout": 1.5},
-     {"shift": 0.0}, {"rounding": "fp8"}],
+    [
+        {"step_range": (700, 650)},
+        {"step_range": (0, 1000)},
+        {"caption_dropout": 1.5},
+        {"shift": 0.0},
+        {"rounding": "fp8"},
+    ],
 )
 def test_settings_are_refused_when_out_of_range(settings) -> None:
     with pytest.raises(BadInput):

@@ -149,8 +149,18 @@ def test_bad_data_is_one_line_when_prepared(tmp_path, tune_weights, layout, expe
     data.mkdir()
     _bad_layout(data, layout)
     code, output = invoke(
-        ["tune", "prepare", data, "-o", tmp_path / "cache", "--frames", "9", "--no-shots",
-         "--weights", tune_weights]
+        [
+            "tune",
+            "prepare",
+            data,
+            "-o",
+            tmp_path / "cache",
+            "--frames",
+            "9",
+            "--no-shots",
+            "--weights",
+            tune_weights,
+        ]
     )
     assert code == 2, output
     lines = output.strip().splitlines()
@@ -215,8 +225,24 @@ def test_pairs_use_their_low_res_clip_when_listed_in_metadata(tmp_path, tune_wei
     )
     cache = tmp_path / "cache"
     code, output = invoke(
-        ["tune", "prepare", data, "-o", cache, "--size", "32x32", "--frames", "1", "--copies",
-         "1", "--strong-prob", "1", "--no-shots", "--weights", tune_weights]
+        [
+            "tune",
+            "prepare",
+            data,
+            "-o",
+            cache,
+            "--size",
+            "32x32",
+            "--frames",
+            "1",
+            "--copies",
+            "1",
+            "--strong-prob",
+            "1",
+            "--no-shots",
+            "--weights",
+            tune_weights,
+        ]
     )
     assert code == 0, output
     (path,) = (cache / "windows").glob("*.safetensors")

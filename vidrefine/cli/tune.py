@@ -29,21 +29,57 @@ def command() -> None:
 
 @command.command(name="prepare")
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "cache", required=True, type=click.Path(path_type=Path),
-              metavar="CACHE", help="Cache folder (made, or reused when vidrefine made it).")
-@click.option("--size", default="1080p", show_default=True, metavar="SIZE",
-              help="Training size: 1080p-style short side (aspect kept) or WIDTHxHEIGHT.")
-@click.option("--frames", default=49, show_default=True, type=int,
-              help="Frames per window, 1 + 4k (images are one frame).")
-@click.option("--copies", default=3, show_default=True, type=int,
-              help="Degraded copies per window, each drawn with its own seed.")
-@click.option("--strong-prob", default=0.5, show_default=True, type=float,
-              help="Probability of the strong (real-world) degradation, else the paper's weak one.")
+@click.option(
+    "-o",
+    "--output",
+    "cache",
+    required=True,
+    type=click.Path(path_type=Path),
+    metavar="CACHE",
+    help="Cache folder (made, or reused when vidrefine made it).",
+)
+@click.option(
+    "--size",
+    default="1080p",
+    show_default=True,
+    metavar="SIZE",
+    help="Training size: 1080p-style short side (aspect kept) or WIDTHxHEIGHT.",
+)
+@click.option(
+    "--frames",
+    default=49,
+    show_default=True,
+    type=int,
+    help="Frames per window, 1 + 4k (images are one frame).",
+)
+@click.option(
+    "--copies",
+    default=3,
+    show_default=True,
+    type=int,
+    help="Degraded copies per window, each drawn with its own seed.",
+)
+@click.option(
+    "--strong-prob",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Probability of the strong (real-world) degradation, else the paper's weak one.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of every draw.")
-@click.option("--shots/--no-shots", default=True, show_default=True,
-              help="Keep windows inside shots (PySceneDetect finds the cuts).")
-@click.option("--cache-dtype", type=click.Choice(["bf16", "fp32"]), default="bf16",
-              show_default=True, help="Precision of the cached latents and T5 states.")
+@click.option(
+    "--shots/--no-shots",
+    default=True,
+    show_default=True,
+    help="Keep windows inside shots (PySceneDetect finds the cuts).",
+)
+@click.option(
+    "--cache-dtype",
+    type=click.Choice(["bf16", "fp32"]),
+    default="bf16",
+    show_default=True,
+    help="Precision of the cached latents and T5 states.",
+)
 @weights_options
 @click.pass_obj
 def prepare(
@@ -71,15 +107,252 @@ def prepare(
     from vidrefine.train.degrade import DegradationSettings
 
     settings = PrepareSettings(
-        size=size, frames=frames, copies=copies, seed=seed, shots=shots, dtype=cache_dtype,
+        size=size,
+        frames=frames,
+        copies=copies,
+        seed=seed,
+        shots=shots,
+        dtype=cache_dtype,
         degradation=DegradationSettings(strong_prob=strong_prob),
     )
     paths = resolve((VAE, T5), weights_dir=weights, offline=offline, announce=env.note)
     result = prepare_cache(
-        data, cache, settings, vae_path=paths[VAE.name], t5_folder=paths[T5.name],
-        device=pick_device(), progress=env.progress(),
+        data,
+        cache,
+        settings,
+        vae_path=paths[VAE.name],
+        t5_folder=paths[T5.name],
+        device=pick_device(),
+        progress=env.progress(),
     )
     env.note(
         f"cached {result.windows} window{'s' if result.windows != 1 else ''} in {result.folder}"
         f" ({result.made} made, {result.reused} reused; {result.captions} captions)"
     )
+
+
+def _targets(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+@command.command(name="train")
+@click.argument("cache", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "run",
+    required=True,
+    type=click.Path(path_type=Path),
+    metavar="RUN",
+    help="Run folder: checkpoints, metrics, the adapter.",
+)
+@click.option("--steps", required=True, type=int, help="Train up to this many steps in total.")
+@click.option("--resume", is_flag=True, help="Continue the run in RUN from its newest checkpoint.")
+@click.option("--lora-rank", default=32, show_default=True, type=int, help="LoRA rank.")
+@click.option("--lora-alpha", type=float, help="LoRA alpha (the update is alpha/rank x BA) [rank].")
+@click.option(
+    "--lora-targets",
+    default="qkv,out,fc1,fc2,modulation",
+    show_default=True,
+    help="Each block's linears to adapt.",
+)
+@click.option("--full", is_flag=True, help="Fine-tune every weight instead of a LoRA adapter.")
+@click.option("--lr", default=4e-5, show_default=True, type=float, help="Learning rate.")
+@click.option("--warmup", default=0, show_default=True, type=int, help="Linear warm-up steps.")
+@click.option(
+    "--accumulate",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Windows per rank per step (gradient accumulation).",
+)
+@click.option(
+    "--steps-range",
+    "step_range",
+    default="650-750",
+    show_default=True,
+    metavar="LO-HI",
+    help="Degradation steps drawn (the paper's late phase).",
+)
+@click.option(
+    "--checkpointing/--no-checkpointing",
+    default=True,
+    show_default=True,
+    help="Recompute each block in the backward pass (activation checkpointing).",
+)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["adamw", "adamw8bit"]),
+    default="adamw",
+    show_default=True,
+    help="adamw8bit needs bitsandbytes.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every draw.")
+@click.option(
+    "--checkpoint-every",
+    default=500,
+    show_default=True,
+    type=int,
+    help="Save a checkpoint (and the adapter) every N steps.",
+)
+@click.option(
+    "--keep",
+    "keep_checkpoints",
+    default=3,
+    show_default=True,
+    type=int,
+    help="Checkpoints kept (the newest).",
+)
+@click.option(
+    "--val-windows",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Cached windows held out for validation.",
+)
+@click.option(
+    "--validate-every", default=0, type=int, help="Validate every N steps [at checkpoints]."
+)
+@click.option(
+    "--log-every", default=10, show_default=True, type=int, help="Progress line every N steps."
+)
+@click.option("--vram", "vram_gb", type=float, metavar="GB", help="Memory budget to plan for.")
+@weights_options
+@click.pass_obj
+def train(
+    env: Environment,
+    cache: Path,
+    run: Path,
+    steps: int,
+    resume: bool,
+    lora_rank: int,
+    lora_alpha: float | None,
+    lora_targets: str,
+    full: bool,
+    lr: float,
+    warmup: int,
+    accumulate: int,
+    step_range: str,
+    checkpointing: bool,
+    optimizer: str,
+    seed: int,
+    checkpoint_every: int,
+    keep_checkpoints: int,
+    val_windows: int,
+    validate_every: int,
+    log_every: int,
+    vram_gb: float | None,
+    weights: Path | None,
+    offline: bool,
+) -> None:
+    """Train stage II on a prepared CACHE; RUN gets checkpoints, metrics and the adapter.
+
+    \b
+    vidrefine tune train cache/ -o run/ --steps 2000
+    torchrun --nproc-per-node 8 -m vidrefine tune train cache/ -o run/ --steps 2000 --full
+    """
+    from vidrefine.checkpoints.weights import STAGE2, resolve
+    from vidrefine.runtime.distributed import rank_device
+    from vidrefine.train.loop import TrainSettings
+    from vidrefine.train.loss import LossSettings
+    from vidrefine.train.model import ModelSettings
+    from vidrefine.train.run import RunOptions, TrainingStopped
+    from vidrefine.train.run import train as train_run
+
+    settings = TrainSettings(
+        steps=steps,
+        lr=lr,
+        warmup_steps=warmup,
+        accumulate=accumulate,
+        seed=seed,
+        optimizer=optimizer,
+        val_windows=val_windows,
+        loss=LossSettings(step_range=_step_range(step_range)),
+        model=ModelSettings(
+            full=full,
+            rank=lora_rank,
+            alpha=lora_alpha,
+            targets=_targets(lora_targets),
+            checkpointing=checkpointing,
+        ),
+    )
+    options = RunOptions(
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        validate_every=validate_every,
+        log_every=log_every,
+        resume=resume,
+        vram_gb=vram_gb,
+    )
+    paths = resolve((STAGE2,), weights_dir=weights, offline=offline, announce=env.note)
+    try:
+        result = train_run(
+            cache,
+            run,
+            settings,
+            options,
+            stage2=paths[STAGE2.name],
+            device=rank_device(),
+            progress=env.progress(),
+        )
+    except TrainingStopped as exc:
+        _stopped(exc, env)
+    if result.output is not None:
+        env.note(f"trained {run} to step {result.step}; wrote {result.output}")
+
+
+def _step_range(text: str) -> tuple[int, int]:
+    from vidrefine.errors import BadInput
+
+    low, sep, high = text.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise BadInput(f"--steps-range {text}: give LOW-HIGH degradation steps, e.g. 650-750")
+    return int(low), int(high)
+
+
+def _stopped(exc: Exception, env: Environment) -> None:
+    """A run stopped by a signal: its line, and 143 for SIGTERM (130 for Ctrl-C)."""
+    import signal
+
+    from vidrefine.errors import ExitCode
+
+    terminated = getattr(exc, "signum", None) == signal.SIGTERM
+    env.error(("terminated (SIGTERM): " if terminated else "") + str(exc))
+    code = ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
+    click.get_current_context().exit(int(code))
+
+
+@command.command(name="export")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option(
+    "--merge",
+    is_flag=True,
+    required=True,
+    help="Merge the adapter into the base weights (the only export there is).",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="stage2-tuned.safetensors (vidrefine) or .pt (the official format).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@weights_options
+@click.pass_obj
+def export(
+    env: Environment,
+    run: Path,
+    merge: bool,
+    output: Path,
+    overwrite: bool,
+    weights: Path | None,
+    offline: bool,
+) -> None:
+    """Write RUN's tuned stage-II DiT, loadable wherever stage2.pt is."""
+    from vidrefine.checkpoints.weights import STAGE2, resolve
+    from vidrefine.train.output import export_run
+
+    paths = resolve((STAGE2,), weights_dir=weights, offline=offline, announce=env.note)
+    export_run(run, output, stage2=paths[STAGE2.name], overwrite=overwrite)
+    env.note(f"wrote {output}")

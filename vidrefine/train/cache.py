@@ -197,9 +197,14 @@ class WindowEncoder:
         return free / 1024**3 * 0.8
 
 
-def seed_of(key: str, what: object) -> int:
-    """A 32-bit seed for one random stream of a window (a copy's degradation, a posterior)."""
-    return int(digest(key, what)[:8], 16)
+def seed_of(window: Window, settings: PrepareSettings, what: object) -> int:
+    """A 32-bit seed for one random stream of a window (a copy's degradation, a posterior).
+
+    From the clip's name, the window's frames and the run's seed, not from where the clip is
+    or when it was written: the same data gives the same draws wherever it is prepared.
+    """
+    where = (window.clip.path.name, window.start_frame, window.frames)
+    return int(digest(settings.seed, where, what)[:8], 16)
 
 
 def window_key(window: Window, settings: PrepareSettings, vae_key: str) -> str:
@@ -210,17 +215,17 @@ def window_key(window: Window, settings: PrepareSettings, vae_key: str) -> str:
 
 
 def encode_window(
-    encoder: WindowEncoder, window: Window, frames: Any, lr_frames: Any, key: str
+    encoder: WindowEncoder, window: Window, frames: Any, lr_frames: Any
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     """The HR latent and the K degraded copies' latents of one window, and their records."""
     settings = encoder.settings
-    hr_hw = crop_hw(frames.shape[1:3], settings.size)
-    hr = cover_and_crop(frames, hr_hw)
-    tensors = {"hr": encoder.encode(hr, seed_of(key, "posterior-hr"))}
+    hr = cover_and_crop(frames, crop_hw(frames.shape[1:3], settings.size))
+    tensors = {"hr": encoder.encode(hr, seed_of(window, settings, "posterior-hr"))}
     records = []
     for copy in range(settings.copies):
-        low, record = degrade(hr, seed_of(key, copy), settings.degradation, lr_frames=lr_frames)
-        tensors[f"lr.{copy}"] = encoder.encode(low, seed_of(key, f"posterior-{copy}"))
+        seed = seed_of(window, settings, copy)
+        low, record = degrade(hr, seed, settings.degradation, lr_frames=lr_frames)
+        tensors[f"lr.{copy}"] = encoder.encode(low, seed_of(window, settings, f"posterior-{copy}"))
         records.append(record)
     return tensors, records
 
@@ -260,7 +265,7 @@ def write_windows(
             lr = window_frames(clip.lr_path, [w for w, _ in items]) if clip.lr_path else None
             for window, key in items:
                 frames, lr_frames = next(hr), next(lr) if lr is not None else None
-                tensors, records = encode_window(encoder, window, frames, lr_frames, key)
+                tensors, records = encode_window(encoder, window, frames, lr_frames)
                 info = {"window": window.name, "caption": window.caption, "copies": records}
                 write_tensors(folder / WINDOWS / f"{key}.safetensors", tensors, info)
                 bar.advance()

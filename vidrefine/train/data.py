@@ -235,9 +235,7 @@ def clip_windows(clip: Clip, frames: int, cuts: tuple[int, ...]) -> list[Window]
     return windows
 
 
-def plan_windows(
-    clips: list[Clip], frames: int, *, shots: bool = True
-) -> Iterator[Window]:
+def plan_windows(clips: list[Clip], frames: int, *, shots: bool = True) -> Iterator[Window]:
     """Every window of every clip, clip by clip (shot detection reads each clip once)."""
     check_frames(frames)
     for clip in clips:
