@@ -72,8 +72,8 @@ RULES: dict[str, Rule] = {
         + _v("config errors progress captions"),
     ),
     "vidrefine.diffusers": Rule(  # diffusers classes and `export diffusers`: imported by cli.export
-        never=_v("cli web train", "click rich"),
-        only=("vidrefine", *_v("models checkpoints sampling plan io pipeline.steps"))
+        never=_v("cli web", "click rich"),
+        only=("vidrefine", *_v("models checkpoints sampling plan io pipeline.steps train.lora"))
         + _v("config errors"),
     ),
     "vidrefine.web": Rule(
@@ -188,7 +188,7 @@ def test_cli_is_imported_by_nothing_when_outside_cli_and_main() -> None:
 
 def test_train_is_imported_only_by_cli_when_outside_train() -> None:
     # a tuned adapter is applied by the pipeline, the API and the page: train.lora, nothing else
-    lora_users = ("vidrefine", "vidrefine.pipeline", "vidrefine.web")
+    lora_users = ("vidrefine", "vidrefine.pipeline", "vidrefine.web", "vidrefine.diffusers")
     importers = sorted(
         f"{path.relative_to(ROOT)}: {name}"
         for path in FILES

@@ -1,19 +1,21 @@
 """LoRA adapters of vidrefine's DiT in diffusers' convention (`pipe.load_lora_weights`).
 
 An adapter made with peft on `vidrefine.models.dit.VideoDiT` names its layers `blocks.N.attn.qkv`
-(under `base_model.model.` when saved from a `PeftModel`); the diffusers model names the same
-layers `transformer_blocks.N.attn.qkv`, and diffusers keys a pipeline's adapter `transformer.*`.
+(under `base_model.model.` when saved from a `PeftModel`, as `vidrefine tune` saves them); the
+diffusers model names the same layers `transformer_blocks.N.attn.qkv`, and diffusers keys a
+pipeline's adapter `transformer.*`. `load_tuned_adapter` loads a `vidrefine tune` adapter file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
-from vidrefine.diffusers.transformer import diffusers_key
+from vidrefine.diffusers.transformer import BLOCKS, diffusers_key
 
 PEFT_PREFIX = "base_model.model."
 
@@ -26,6 +28,12 @@ def to_diffusers_lora(adapter: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
             raise ValueError(f"{key}: not a LoRA tensor (a LoRA key holds '.lora_A' or '.lora_B')")
         out[diffusers_key(key.removeprefix(PEFT_PREFIX))] = value
     return out
+
+
+def _videodit_key(name: str) -> str:
+    """`VideoDiT`'s name of one of the diffusers model's parameters (inverse of diffusers_key)."""
+    head, dot, rest = name.partition(".")
+    return f"blocks{dot}{rest}" if head == BLOCKS else name
 
 
 def save_diffusers_lora(
@@ -47,4 +55,39 @@ def save_diffusers_lora(
     return Path(folder)
 
 
-__all__ = ["PEFT_PREFIX", "save_diffusers_lora", "to_diffusers_lora"]
+def load_tuned_adapter(pipe: Any, path: str | Path, adapter_name: str | None = None) -> str:
+    """Load a `vidrefine tune` adapter file into `pipe.transformer`; returns the adapter's name.
+
+    Its LoRA pairs become a peft adapter of the diffusers model (scaled per call by
+    `attention_kwargs={"scale": s}`, removed by `pipe.unload_lora_weights()`), with the rank and
+    alpha of its config. What tune trained whole (the stage-II embeddings, peft's
+    `modules_to_save`) replaces the model's own weights: neither scaled nor unloaded.
+    """
+    from vidrefine.train.lora import _check_fits, read_adapter, weights_fingerprint
+
+    adapter = read_adapter(path)
+    transformer = pipe.transformer
+    as_videodit = {_videodit_key(k): v for k, v in transformer.state_dict().items()}
+    fingerprint = weights_fingerprint(SimpleNamespace(state_dict=lambda: as_videodit))
+    _check_fits(adapter, transformer._dit, fingerprint)  # the base model and every shape
+    config = adapter.config
+    tensors = {}
+    for name, (a, b) in adapter.pairs.items():
+        tensors[f"{diffusers_key(name)}.lora_A.weight"] = a
+        tensors[f"{diffusers_key(name)}.lora_B.weight"] = b
+    metadata = {
+        "r": config.r,
+        "lora_alpha": config.lora_alpha,
+        "target_modules": sorted(diffusers_key(n) for n in config.target_modules),
+    }
+    name = adapter_name or Path(path).stem
+    transformer.load_lora_adapter(tensors, adapter_name=name, metadata=metadata, prefix=None)
+    parameters = dict(transformer.named_parameters())
+    with torch.no_grad():
+        for key, value in adapter.modules.items():
+            target = parameters[diffusers_key(key)]
+            target.copy_(value.to(target.device, target.dtype))
+    return name
+
+
+__all__ = ["PEFT_PREFIX", "load_tuned_adapter", "save_diffusers_lora", "to_diffusers_lora"]
