@@ -3,6 +3,7 @@
     python3 benchmarks/refine_gpu.py                  # GPU: 49 frames 256x480 -> 1920x1080
     python3 benchmarks/refine_gpu.py --compile        # fast path with torch.compile'd blocks
     python3 benchmarks/refine_gpu.py --cpu            # tiny models and frames, for CI
+    python3 benchmarks/refine_gpu.py --paths fast fast-old   # new vs pre-issue-21 VAE operators
 
 Each run refines one synthetic clip through `ClipRefiner.refine_stream` (the real code path)
 with timing wrappers around the DiT and the VAE, under the clip's plan (`plan_clip`, made once
@@ -15,6 +16,7 @@ its VAE mode and dtypes, no background I/O, torch's default attention order). A 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -31,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from benchmarks import refine_parts as parts  # noqa: E402
+from benchmarks.legacy_vae import legacy_vae  # noqa: E402
 from vidrefine.config import OFFICIAL_VAE, STAGE2_DIT, DiTConfig, VAEConfig  # noqa: E402
 from vidrefine.errors import DoesNotFit  # noqa: E402
 from vidrefine.io.probe import probe  # noqa: E402
@@ -75,6 +78,8 @@ PATHS = {
     # the faithful preset's execution; size, steps and window are the benchmark's
     "faithful": ("faithful", {"background_io": False, "attention": "auto", "compile": False}),
     "fast": ("default", {"background_io": True, "attention": "cudnn"}),
+    # as fast, with the VAE's operators as they ran before issue 21 (benchmarks/legacy_vae.py)
+    "fast-old": ("default", {"background_io": True, "attention": "cudnn"}),
     # guidance's two passes one after the other: less activation memory, more launches
     "fast-sequential": (
         "default",
@@ -265,14 +270,23 @@ def bench_path(
     gen = torch.Generator().manual_seed(3)
     context = torch.randn(1, parts.TEXT_TOKENS, scale.dit.text_dim, generator=gen)
     flops = count_flops(scale, config, plan, models, notes)
+    operators = legacy_vae(models.vae) if path.endswith("-old") else contextlib.nullcontext()
+    with operators:
+        return _timed_runs(path, plan, scale, steps_list, args, models, (clip, tmp), context, flops)
+
+
+def _timed_runs(path, plan, scale, steps_list, args, models, files, context, flops):
+    """The untimed 1-step warm-up (unless --no-warmup), then one timed run per step count."""
+    device, (clip, tmp) = models.device, files
     memory = LiveTensorMemory() if device.type != "cuda" else None
     warm = parts.Clock(device, memory)
-    warm_config = run_config(path, scale, 1, args.compile, device)
-    if memory is not None:
-        memory.__enter__()
-    refine_once(models, warm_config, plan, clip, tmp / f"{path}-warm.mp4", context, warm)
-    if memory is not None:
-        memory.__exit__(None, None, None)
+    if not args.no_warmup:
+        warm_config = run_config(path, scale, 1, args.compile, device)
+        if memory is not None:
+            memory.__enter__()
+        refine_once(models, warm_config, plan, clip, tmp / f"{path}-warm.mp4", context, warm)
+        if memory is not None:
+            memory.__exit__(None, None, None)
     results = []
     for steps in steps_list:
         config = run_config(path, scale, steps, args.compile, device)
@@ -303,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 5])
     parser.add_argument("--paths", nargs="+", choices=sorted(PATHS), default=["fast", "faithful"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast path")
+    parser.add_argument(
+        "--no-warmup", action="store_true", help="skip the untimed 1-step run (short leases)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if not args.cpu and not torch.cuda.is_available():

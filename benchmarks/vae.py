@@ -10,11 +10,19 @@ GPU: full-size VAE, 13 latent frames -> 49 frames at 1088x1920, max_memory_alloc
 Layout (issue 7): `--layout both` runs every variant with contiguous (NCDHW) and channels-last-3d
 (NDHWC) conv weights and input, side by side, so a layout change is kept only if it pays.
     python3 benchmarks/vae.py --gpu --layout both
+Kernels (issue 21): `--kernels` encodes and decodes one clip with the pre-issue-21 operators
+("old", benchmarks/legacy_vae.py) and each kernel variant, interleaved in one process, best of
+`--repeats`: seconds, the ratio to old, the live-tensor peak (CPU) or allocated peak (GPU) and
+the largest difference to old.
+    python3 benchmarks/vae.py --kernels --config tiny --size 96x64 --frames 9
+    python3 benchmarks/vae.py --gpu --kernels      # official VAE, 49 frames 1088x1920, bf16
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -28,11 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from benchmarks.legacy_vae import legacy_vae  # noqa: E402
 from vidrefine.config import OFFICIAL_VAE, VAEConfig  # noqa: E402
 from vidrefine.models.vae import CausalVideoVAE  # noqa: E402
-from vidrefine.pipeline.vae_pass import decode_latents
-from vidrefine.plan.vae import plan_vae  # noqa: E402
+from vidrefine.pipeline.vae_pass import decode_latents, encode_video  # noqa: E402
+from vidrefine.plan.vae import VAEKernelPlan, VAEPlan, plan_vae  # noqa: E402
 from vidrefine.plan.vae_memory import decode_peak_bytes  # noqa: E402
+from vidrefine.runtime.live_memory import LiveTensorMemory  # noqa: E402
 
 CONFIGS = {
     "official": OFFICIAL_VAE,
@@ -129,6 +139,148 @@ def child(args: argparse.Namespace) -> dict:
     }
 
 
+# name -> (run the pre-issue-21 operators, kernel plan); the plan's device is set per run
+KERNEL_VARIANTS = {
+    "old": (True, VAEKernelPlan(conv="conv3d")),
+    "new": (False, VAEKernelPlan()),
+    "conv3d": (False, VAEKernelPlan(conv="conv3d")),
+    "conv2d_sum": (False, VAEKernelPlan(conv="conv2d_sum")),
+    "capped": (False, VAEKernelPlan(conv="conv3d", cap_mi=1)),
+    "ndhwc conv2d_sum": (False, VAEKernelPlan(conv="conv2d_sum", layout="ndhwc")),
+    "ndhwc": (False, VAEKernelPlan(layout="ndhwc")),
+    "compiled": (False, VAEKernelPlan(compile=True)),
+    "ndhwc compiled": (False, VAEKernelPlan(layout="ndhwc", compile=True)),
+}
+CPU_VARIANTS = ("old", "new", "conv2d_sum", "capped", "ndhwc conv2d_sum")
+GPU_VARIANTS = ("new", "old", "ndhwc", "compiled")  # new first: a short lease gets it
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_pass(vae, video: torch.Tensor, plan: VAEPlan, variant: str) -> tuple[float, float, tuple]:
+    """(encode s, decode s, (latents, decoded)) of one encode and decode under `variant`."""
+    legacy, kernels = KERNEL_VARIANTS[variant]
+    device = video.device
+    kernels = dataclasses.replace(kernels, device=device.type)
+    plan = dataclasses.replace(plan, kernels=kernels)
+    operators = legacy_vae(vae) if legacy else contextlib.nullcontext()
+    with operators, torch.no_grad():
+        _sync(device)
+        began = time.perf_counter()
+        z = encode_video(vae, video, plan, sample=False)
+        _sync(device)
+        encoded = time.perf_counter()
+        out = decode_latents(vae, z, plan)
+        _sync(device)
+    return encoded - began, time.perf_counter() - encoded, (z, out)
+
+
+def _timed_pass(vae, video, plan, variant) -> tuple[float, float, tuple, int]:
+    """run_pass plus its peak bytes: allocated on CUDA (same run), live tensors on the CPU
+    (a second, untimed run: the counting slows the CPU).
+    """
+    device = video.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        enc, dec, outputs = run_pass(vae, video, plan, variant)
+        return enc, dec, outputs, torch.cuda.max_memory_allocated(device) - base
+    enc, dec, outputs = run_pass(vae, video, plan, variant)
+    with LiveTensorMemory() as memory:
+        run_pass(vae, video, plan, variant)
+    return enc, dec, outputs, memory.peak
+
+
+def compare_kernels(
+    vae, video, plan, variants, repeats: int, *, warm_video=None, on_rows=None
+) -> list[dict]:
+    """Rows for each variant: best-of-`repeats` seconds, peak bytes, difference to the first.
+
+    In the first round each variant gets one untimed pass right before its timed one (on
+    `warm_video` if given: a shorter clip of the same frame size warms cuDNN, the measured conv
+    choices and compilation for less); later rounds interleave timed passes. `on_rows(rows)`
+    runs after every pass, so partial results survive a kill.
+    """
+    best = {v: [float("inf"), float("inf")] for v in variants}
+    peaks, outputs, rows = {}, {}, []
+    for round_ in range(max(1, repeats)):
+        for v in variants:
+            if round_ == 0:
+                warm = video if warm_video is None else warm_video
+                run_pass(vae, warm, plan_for(plan, warm_video), v)
+            enc, dec, outputs[v], peaks[v] = _timed_pass(vae, video, plan, v)
+            best[v] = [min(best[v][0], enc), min(best[v][1], dec)]
+            reference = outputs[variants[0]]
+            rows = [_row(u, best, outputs[u], reference, best[variants[0]]) for u in outputs]
+            for row in rows:
+                row["peak_mb"] = round(peaks[row["variant"]] / _MB, 1)
+            if on_rows:
+                on_rows(rows)
+    return rows
+
+
+def plan_for(plan: VAEPlan, video) -> VAEPlan:
+    """`plan` for another clip length (the warm-up clip), same tiles and chunking; or `plan`."""
+    if video is None or video.shape[2] == plan.frames:
+        return plan
+    return dataclasses.replace(plan, frames=video.shape[2])
+
+
+def _row(variant, best, output, reference, first) -> dict:
+    diffs = [
+        ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+        for a, b in zip(output, reference, strict=True)
+    ]
+    enc, dec = best[variant]
+    return {
+        "variant": variant,
+        "encode_s": round(enc, 4),
+        "decode_s": round(dec, 4),
+        "speedup": round(sum(first) / (enc + dec), 3),
+        "max_rel_diff": f"{max(diffs):.1e}",
+    }
+
+
+def print_kernel_table(rows: list[dict], header: str) -> None:
+    """The --kernels table, markdown."""
+    print(header)
+    print("| variant | encode s | decode s | speed-up vs first | peak MB | max rel. diff |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['variant']} | {r['encode_s']} | {r['decode_s']} | {r['speedup']} | "
+            f"{r.get('peak_mb', '')} | {r['max_rel_diff']} |"
+        )
+
+
+def kernels_main(args: argparse.Namespace) -> None:
+    """Old vs new VAE operators on one clip, in this process."""
+    device = torch.device("cuda" if args.gpu else "cpu")
+    dtype = torch.bfloat16 if args.gpu else getattr(torch, args.cpu_dtype)
+    vae = _build(CONFIGS[args.config], args.weights, device, dtype)
+    if args.gpu:  # the tiles a run's plan gives: the card less the DiT's weights and runtime
+        total = torch.cuda.get_device_properties(device).total_memory / 1024**3
+        plan = plan_vae(args.size_hw, args.frames, budget_gb=total - 4.2)
+    else:  # the original's chunks, whole frames
+        plan = plan_vae(args.size_hw, args.frames, tile_latent=10**6, chunk_latent=2)
+    gen = torch.Generator(device=device).manual_seed(0)
+    video = torch.rand(1, 3, args.frames, *args.size_hw, generator=gen, device=device)
+    video = video.mul_(2).sub_(1).to(dtype)
+    variants = args.variants or (GPU_VARIANTS if args.gpu else CPU_VARIANTS)
+    warm = video[:, :, :9] if args.frames > 9 else None
+    rows = compare_kernels(vae, video, plan, list(variants), args.repeats, warm_video=warm)
+    print_kernel_table(
+        rows,
+        f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, {date.today()}, config {args.config}, {args.frames} frames "
+        f"at {args.size_hw[1]}x{args.size_hw[0]}, {dtype}, chunked (the original's chunks), "
+        f"best of {args.repeats}; peak = {'allocated' if args.gpu else 'live tensors'}",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="full-size decode on CUDA")
@@ -143,12 +295,18 @@ def main() -> None:
     parser.add_argument(
         "--cpu-dtype", choices=["float32", "bfloat16"], default="float32", help="CPU runs only"
     )
+    parser.add_argument("--kernels", action="store_true", help="old vs new operators (issue 21)")
+    parser.add_argument("--variants", nargs="+", choices=sorted(KERNEL_VARIANTS))
+    parser.add_argument("--repeats", type=int, default=3, help="--kernels rounds")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.gpu and args.size == "128x96":
         args.config, args.size, args.frames, args.tile = "official", "1920x1088", 49, 64
     width, height = (int(v) for v in args.size.split("x"))
     args.size_hw = (height, width)
+    if args.kernels:
+        kernels_main(args)
+        return
     if args.child:
         print(json.dumps(child(args)))
         return
