@@ -19,8 +19,8 @@
 #
 # Stages, most valuable first, each its own process under its own time limit (a slow stage
 # cannot eat the budget; each writes its JSON after every measurement, so a stage stopped at
-# its limit keeps what it measured): env, conv, norm, vae (new then old), dit, e2e (new; the
-# old path with --e2e-old, about 135 s more than fits).
+# its limit keeps what it measured): env, conv, vae (new then old), e2e (new; the old path
+# with --e2e-old, about 135 s more than fits), norm (eager, then compiled), dit (per kernel).
 set -uo pipefail
 out=${1:?usage: gpu_quick.sh OUT [--cpu --tiny] [--e2e-old]}
 shift
@@ -57,9 +57,9 @@ stage() {  # stage NAME SECONDS [ARGS]: run it under min(SECONDS, time left)
     echo "== $name: exit $? in $((SECONDS - began))s, ${SECONDS}s into the run" | tee -a "$log"
 }
 
-stage env 35 "$@"
-stage conv 55 "$@"
-stage norm 70 "$@"
-stage vae 150 "$@"
+stage env 30 "$@"
+stage conv 50 "$@"
+stage vae 140 "$@"
+stage e2e 140 "$@"
+stage norm 60 "$@"
 stage dit 60 "$@"
-stage e2e 130 "$@"

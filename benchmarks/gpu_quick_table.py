@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-STAGES = ("env", "conv", "norm", "vae", "dit", "e2e")
+STAGES = ("env", "conv", "vae", "e2e", "norm", "dit")
 TITLES = {
     "env": "Environment",
     "conv": "One decoder conv (128 -> 128 channels, 9 frames, full resolution)",
