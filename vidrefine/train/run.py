@@ -116,13 +116,24 @@ def describe_run(settings: TrainSettings, cache: TrainCache, stage2: Path) -> di
 
 def check_resumable(described: dict[str, Any], settings: TrainSettings, cache: TrainCache) -> None:
     """BadInput unless the run in RUN was started with these settings on this cache."""
-    saved, now = described["settings"], settings_record(settings)
-    differ = sorted(k for k in now if _jsonable(now[k]) != saved.get(k))
+    saved, now = _flat(described["settings"]), _flat(_jsonable(settings_record(settings)))
+    differ = sorted(k for k in now if now[k] != saved.get(k))
     if differ:
-        shown = "; ".join(f"{k}: was {saved.get(k)}, now {_jsonable(now[k])}" for k in differ)
+        shown = "; ".join(f"{k} was {saved.get(k)}, now {now[k]}" for k in differ)
         raise BadInput(f"--resume with other settings than the run's ({shown}); use the run's")
     if described["cache"]["key"] != cache.key:
         raise BadInput(f"--resume on another cache than the run's ({described['cache']['path']})")
+
+
+def _flat(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"rank": 8}} -> {"model.rank": 8}."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def _jsonable(value: Any) -> Any:
