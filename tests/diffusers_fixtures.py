@@ -1,4 +1,4 @@
-"""Tiny official-format stage-II weights for tests/diffusers (the fixtures are in its conftest).
+"""Tiny official-format stage-II weights for tests/hf_export (the fixtures are in its conftest).
 
 The VAE has one resnet per level (the fewest the official layout allows), so the CPU passes of
 diffusers' VAE and vidrefine's stay short; everything else is the shared tiny fixtures'.

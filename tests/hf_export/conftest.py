@@ -1,4 +1,4 @@
-"""Fixtures of tests/diffusers: tiny weights, a 9-frame clip and the pipeline, built once."""
+"""Fixtures of tests/hf_export: tiny weights, a 9-frame clip and the pipeline, built once."""
 
 from __future__ import annotations
 

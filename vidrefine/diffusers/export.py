@@ -95,7 +95,7 @@ def load_text_encoder(folder: Path) -> tuple[Any, Any]:
     from vidrefine.models.text import T5TextEncoder
 
     encoder = T5TextEncoder.from_folder(folder, dtype="auto")  # its checks and one-line errors
-    return encoder._tokenizer, encoder.model
+    return encoder.tokenizer, encoder.model
 
 
 def load_components(paths: Mapping[str, Path]) -> dict[str, Any]:

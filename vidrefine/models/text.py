@@ -128,6 +128,11 @@ class T5TextEncoder:
         self.device = torch.device(device)
 
     @property
+    def tokenizer(self) -> Any:
+        """The tokenizer the captions go through (transformers' own T5 tokenizer)."""
+        return self._tokenizer
+
+    @property
     def blocks(self) -> torch.nn.ModuleList:
         """The encoder's transformer blocks (what layer streaming moves)."""
         if self._model is None:
