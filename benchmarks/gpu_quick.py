@@ -7,7 +7,8 @@ Stages: env (versions, the kernels one decoder conv runs, the matmul rate), conv
 full-resolution decoder conv per variant: layout, conv3d vs conv2d_sum, capped vs whole, cuDNN
 benchmark mode), norm (GroupNorm and SpatialNorm3D with SiLU: old, one call, latent resolution,
 compiled), vae (a 49-frame 1088x1920 encode and decode, new then old), dit (one stage-II DiT
-pass per attention kernel), e2e (benchmarks/refine_gpu.py, 4 steps, new; old with --e2e-old).
+pass per attention kernel), e2e (benchmarks/refine_gpu.py, 4 steps, new; old with --e2e-old),
+tests (pytest -m gpu tests/gpu).
 Every stage rewrites OUT/<stage>.json after each measurement, so a stage killed at its time
 limit keeps what it measured. `--cpu --tiny` runs every stage at toy sizes on the CPU (fp32):
 tests/test_gpu_quick.py does, so the device run cannot fail for a silly reason.
@@ -46,7 +47,7 @@ from vidrefine.models.vae_blocks import (  # noqa: E402  # noqa: E402
 from vidrefine.models.vae_conv import METHODS, VAEKernels, causal_conv  # noqa: E402
 from vidrefine.runtime.kernel_choice import compiled  # noqa: E402
 
-STAGES = ("env", "conv", "norm", "vae", "dit", "e2e")
+STAGES = ("env", "conv", "vae", "e2e", "norm", "dit", "tests")
 NDHWC = torch.channels_last_3d
 CAP = 2**31
 
@@ -344,6 +345,17 @@ def _norm_row(ctx, run, kind, references, bytes_moved) -> dict:
     }
 
 
+def stage_tests(ctx: Context) -> None:
+    """The CUDA tests (tests/gpu): exit status and pytest's last line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/gpu"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    print(done.stdout[-4000:], done.stderr[-2000:], flush=True)
+    last = (done.stdout.strip().splitlines() or [""])[-1]
+    ctx.record.add(variant="pytest -m gpu tests/gpu", exit=done.returncode, value=last)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=[*STAGES, "table"])
@@ -361,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(args)
     from benchmarks import gpu_quick_stages
 
-    stages = {"env": stage_env, "conv": stage_conv, "norm": stage_norm}
+    stages = {"env": stage_env, "conv": stage_conv, "norm": stage_norm, "tests": stage_tests}
     stages |= gpu_quick_stages.STAGES
     stages[args.stage](ctx)
     return 0

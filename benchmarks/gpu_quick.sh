@@ -20,7 +20,8 @@
 # Stages, most valuable first, each its own process under its own time limit (a slow stage
 # cannot eat the budget; each writes its JSON after every measurement, so a stage stopped at
 # its limit keeps what it measured): env, conv, vae (new then old), e2e (new; the old path
-# with --e2e-old, about 135 s more than fits), norm (eager, then compiled), dit (per kernel).
+# with --e2e-old, about 135 s more than fits), norm (eager, then compiled), dit (per kernel),
+# tests (pytest -m gpu tests/gpu), whatever time is left.
 set -uo pipefail
 out=${1:?usage: gpu_quick.sh OUT [--cpu --tiny] [--e2e-old]}
 shift
@@ -63,3 +64,4 @@ stage vae 140 "$@"
 stage e2e 140 "$@"
 stage norm 60 "$@"
 stage dit 60 "$@"
+stage tests 40 "$@"

@@ -31,9 +31,9 @@ def _vae_plan(ctx) -> VAEPlan:
     return plan_vae(s.size_hw, s.clip_frames, budget_gb=total - RUN_GB)
 
 
-def estimate_gb(plan: VAEPlan, variant: str, ctx) -> float:
-    """The planner's peak for one pass of `variant` over `plan`'s tiles, the clip's output
-    accumulator included (weights excluded: they were allocated before the measurement).
+def estimate_gb(plan: VAEPlan, variant: str, ctx) -> tuple[float, float]:
+    """The planner's (encode, decode) peaks for `variant` over `plan`'s tiles, the clip's
+    output accumulator included (weights excluded: they were allocated before the measurement).
     """
     _, kernels = vae_bench.KERNEL_VARIANTS[variant]
     kernels = dataclasses.replace(kernels, device=ctx.device.type)
@@ -44,7 +44,8 @@ def estimate_gb(plan: VAEPlan, variant: str, ctx) -> float:
     enc = encode_peak_bytes(1 + plan.encode_chunk_frames, enc_hw, **cost)
     dec = decode_peak_bytes(1 + 4 * plan.decode_chunk_latent, dec_hw, **cost)
     out = 3 * 4 * plan.padded_frames * plan.padded_hw[0] * plan.padded_hw[1]
-    return (scale * max(enc, dec) + out) / 1e9
+    moments = 4 * 2 * 16 * plan.latent_frames * plan.latent_hw[0] * plan.latent_hw[1]  # fp32
+    return (scale * enc + moments) / 1e9, (scale * dec + out) / 1e9
 
 
 def stage_vae(ctx) -> None:
@@ -63,7 +64,9 @@ def stage_vae(ctx) -> None:
         for row in rows:
             total = row["encode_s"] + row["decode_s"]
             row["tflops"] = (encode_flops + decode_flops) / total / 1e12
-            row["estimate_gb"] = estimate_gb(plan, row["variant"], ctx)
+            row["encode_estimate_gb"], row["decode_estimate_gb"] = estimate_gb(
+                plan, row["variant"], ctx
+            )
             row["peak_gb"] = row.pop("peak_mb") * 2**20 / 1e9
         ctx.record.replace(rows)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-STAGES = ("env", "conv", "vae", "e2e", "norm", "dit")
+STAGES = ("env", "conv", "vae", "e2e", "norm", "dit", "tests")
 TITLES = {
     "env": "Environment",
     "conv": "One decoder conv (128 -> 128 channels, 9 frames, full resolution)",
@@ -13,6 +13,7 @@ TITLES = {
     "vae": "VAE: one 49-frame encode and decode, as a run plans it",
     "dit": "One stage-II DiT pass (batch 2) per attention kernel",
     "e2e": "End to end (benchmarks/refine_gpu.py; its own tables are in the log)",
+    "tests": "CUDA tests",
 }
 
 

@@ -160,38 +160,49 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_pass(vae, video: torch.Tensor, plan: VAEPlan, variant: str) -> tuple[float, float, tuple]:
-    """(encode s, decode s, (latents, decoded)) of one encode and decode under `variant`."""
+def run_pass(vae, video: torch.Tensor, plan: VAEPlan, variant: str) -> tuple:
+    """(encode s, decode s, (latents, decoded), (encode, decode) peak bytes) of one encode and
+    decode under `variant`; the peaks are allocated bytes above each pass's start on CUDA, 0 on
+    the CPU.
+    """
     legacy, kernels = KERNEL_VARIANTS[variant]
     device = video.device
     kernels = dataclasses.replace(kernels, device=device.type)
     plan = dataclasses.replace(plan, kernels=kernels)
     operators = legacy_vae(vae) if legacy else contextlib.nullcontext()
     with operators, torch.no_grad():
-        _sync(device)
-        began = time.perf_counter()
+        began, base = _start(device)
         z = encode_video(vae, video, plan, sample=False)
-        _sync(device)
-        encoded = time.perf_counter()
+        encoded, encode_peak, base = *_stop(device, base), _start(device)[1]
         out = decode_latents(vae, z, plan)
-        _sync(device)
-    return encoded - began, time.perf_counter() - encoded, (z, out)
+        done, decode_peak = _stop(device, base)
+    return encoded - began, done - encoded, (z, out), (encode_peak, decode_peak)
 
 
-def _timed_pass(vae, video, plan, variant) -> tuple[float, float, tuple, int]:
-    """run_pass plus its peak bytes: allocated on CUDA (same run), live tensors on the CPU
-    (a second, untimed run: the counting slows the CPU).
+def _start(device: torch.device) -> tuple[float, int]:
+    _sync(device)
+    if device.type != "cuda":
+        return time.perf_counter(), 0
+    torch.cuda.reset_peak_memory_stats(device)
+    return time.perf_counter(), torch.cuda.memory_allocated(device)
+
+
+def _stop(device: torch.device, base: int) -> tuple[float, int]:
+    _sync(device)
+    peak = torch.cuda.max_memory_allocated(device) - base if device.type == "cuda" else 0
+    return time.perf_counter(), peak
+
+
+def _timed_pass(vae, video, plan, variant) -> tuple[float, float, tuple, tuple[int, int]]:
+    """run_pass; on the CPU the peaks are the live tensors of a second, untimed run (the
+    counting slows the CPU), the larger pass for both.
     """
-    device = video.device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        enc, dec, outputs = run_pass(vae, video, plan, variant)
-        return enc, dec, outputs, torch.cuda.max_memory_allocated(device) - base
-    enc, dec, outputs = run_pass(vae, video, plan, variant)
+    enc, dec, outputs, peaks = run_pass(vae, video, plan, variant)
+    if video.device.type == "cuda":
+        return enc, dec, outputs, peaks
     with LiveTensorMemory() as memory:
         run_pass(vae, video, plan, variant)
-    return enc, dec, outputs, memory.peak
+    return enc, dec, outputs, (memory.peak, memory.peak)
 
 
 def compare_kernels(
@@ -216,7 +227,10 @@ def compare_kernels(
             reference = outputs[variants[0]]
             rows = [_row(u, best, outputs[u], reference, best[variants[0]]) for u in outputs]
             for row in rows:
-                row["peak_mb"] = round(peaks[row["variant"]] / _MB, 1)
+                row["peak_mb"] = round(max(peaks[row["variant"]]) / _MB, 1)
+                if video.device.type == "cuda":
+                    row["encode_peak_gb"] = peaks[row["variant"]][0] / 1e9
+                    row["decode_peak_gb"] = peaks[row["variant"]][1] / 1e9
             if on_rows:
                 on_rows(rows)
     return rows

@@ -40,7 +40,7 @@ def test_the_whole_device_script_runs_to_its_table_when_dry_run_on_the_cpu(tmp_p
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     log = (out / "gpu_quick.log").read_text()
-    for stage in ("env", "conv", "norm", "vae", "dit", "e2e"):
+    for stage in ("env", "conv", "vae", "e2e", "norm", "dit", "tests"):
         assert f"== {stage}: exit 0" in log, log
     table = (out / "table.md").read_text()
     assert "| new |" in table and "| old |" in table and "| fast | 1 |" in table

@@ -224,3 +224,18 @@ def test_measured_choice_picks_a_method_once_per_layer_shape_when_asked() -> Non
         assert len(choice.picks) == 1
         conv(x[..., :3], CausalStep({}, True, kernels=measured))  # another width: measured anew
         assert len(choice.picks) == 2
+
+
+@pytest.mark.slow
+def test_compile_setting_decodes_through_inductor_on_the_cpu_when_planned() -> None:
+    # Tens of seconds on 2 cores: inductor generates and builds C++ for the fused norms.
+    from vidrefine.pipeline.vae_pass import decode_latents
+    from vidrefine.plan.vae import VAEKernelPlan, plan_vae
+
+    torch.manual_seed(0)
+    model = CausalVideoVAE(VAEConfig(block_out_channels=(32, 32, 32, 32))).eval()
+    z = _rand(1, 16, 2, 2, 3, seed=17)
+    plain = decode_latents(model, z, plan_vae((16, 24), 5, mode="whole"))
+    planned = plan_vae((16, 24), 5, mode="whole", kernels=VAEKernelPlan(compile=True))
+    compiled_out = decode_latents(model, z, planned)
+    assert _relative(compiled_out, plain) < 1e-5
