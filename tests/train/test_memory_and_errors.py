@@ -24,8 +24,8 @@ CONFIG = DiTConfig(
 )
 
 
-@pytest.mark.parametrize("checkpointing", [False, True])
-def test_planned_activations_match_the_measured_peak_when_training_on_the_cpu(checkpointing):
+def test_planned_activations_match_the_measured_peak_when_training_on_the_cpu() -> None:
+    checkpointing = True  # the default; the per-block term is in the sum either way
     torch.manual_seed(0)
     trainable = make_trainable(VideoDiT(CONFIG), ModelSettings(rank=4, checkpointing=checkpointing))
     x, ctx = torch.randn(1, 4, 16, 32, 32), torch.randn(1, 226, 32)

@@ -252,7 +252,8 @@ def train(
     torchrun --nproc-per-node 8 -m vidrefine tune train cache/ -o run/ --steps 2000 --full
     """
     from vidrefine.checkpoints.weights import STAGE2, resolve
-    from vidrefine.runtime.distributed import rank_device
+    from vidrefine.runtime.distributed import init_distributed, local_main_first, rank_device
+    from vidrefine.runtime.distributed import shutdown as leave_ranks
     from vidrefine.train.loop import TrainSettings
     from vidrefine.train.loss import LossSettings
     from vidrefine.train.model import ModelSettings
@@ -284,7 +285,10 @@ def train(
         resume=resume,
         vram_gb=vram_gb,
     )
-    paths = resolve((STAGE2,), weights_dir=weights, offline=offline, announce=env.note)
+    device = rank_device()  # under torchrun, this rank's own GPU
+    init_distributed(device.type)
+    with local_main_first():  # one download per machine
+        paths = resolve((STAGE2,), weights_dir=weights, offline=offline, announce=env.note)
     try:
         result = train_run(
             cache,
@@ -292,11 +296,12 @@ def train(
             settings,
             options,
             stage2=paths[STAGE2.name],
-            device=rank_device(),
+            device=device,
             progress=env.progress(),
         )
     except TrainingStopped as exc:
         _stopped(exc, env)
+    leave_ranks()
     if result.output is not None:
         env.note(f"trained {run} to step {result.step}; wrote {result.output}")
 

@@ -8,6 +8,7 @@ autocast, the original's precision), frozen ones stay as loaded (bf16 on a GPU).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -121,7 +122,20 @@ def checkpoint_blocks(dit: nn.Module) -> None:
         block.forward = forward
 
 
-def make_trainable(dit: nn.Module, settings: ModelSettings) -> TrainableDiT:
+def seed_adapters(dit: nn.Module, names: list[str], seed: int) -> None:
+    """Draw each lora_A as peft does (Kaiming uniform, a = sqrt 5) from the run's seed.
+
+    peft draws from torch's global generator; seeding from the run makes one process and every
+    torchrun layout start from the same adapters. lora_B stays zero: the start is the base.
+    """
+    for number, name in enumerate(names):
+        weight = dit.get_submodule(name).lora_A["default"].weight
+        generator = torch.Generator().manual_seed(seed * 100_003 + number)
+        with torch.no_grad():
+            nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+
+
+def make_trainable(dit: nn.Module, settings: ModelSettings, *, seed: int = 0) -> TrainableDiT:
     """Prepare a loaded stage-II DiT for training, in place (see the module docstring)."""
     if getattr(dit, "frames_embed", None) is None:
         raise BadInput("tune trains stage II: this DiT has no stage-II embeddings (a stage-I one?)")
@@ -142,6 +156,7 @@ def make_trainable(dit: nn.Module, settings: ModelSettings) -> TrainableDiT:
             bias="none",
         )
         inject_adapter_in_model(config, dit)
+        seed_adapters(dit, adapted, seed)
         for name in EMBEDDINGS:
             dit.get_submodule(name).requires_grad_(True)
     for parameter in dit.parameters():

@@ -10,6 +10,7 @@ current step, save a checkpoint and stop (`TrainingStopped`).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import signal
 import time
 from collections.abc import Iterator
@@ -63,6 +64,9 @@ class RunResult:
     loss: float | None
     output: Path | None
     memory: TrainingMemory
+
+
+PLOT_EVERY_S = 60.0  # loss.png is redrawn at a checkpoint when it is older than this
 
 
 class TrainingStopped(Interrupted):
@@ -178,7 +182,7 @@ def load_base(stage2: Path, settings: TrainSettings, device: torch.device) -> Tr
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     dit = load_dit(stage2, None, dtype=dtype, device=device, stage=2)
-    return make_trainable(dit, settings.model)
+    return make_trainable(dit, settings.model, seed=settings.seed)
 
 
 class Trainer:
@@ -207,6 +211,7 @@ class Trainer:
         self.velocity = velocity_of(self.model, device, dtype)
         self.eval_velocity = velocity_of(getattr(self.model, "module", self.model), device, dtype)
         self.step, self.position, self.loss = 0, 0, None
+        self.plotted = -PLOT_EVERY_S  # the first checkpoint draws it
 
     def resume(self) -> None:
         """Continue from the newest complete checkpoint, exactly where it stopped."""
@@ -224,15 +229,21 @@ class Trainer:
         self.progress.info(f"resuming {self.run.folder} at step {self.step}")
 
     def save(self) -> None:
-        """Checkpoint this step (every rank gathers; rank 0 writes), then the outputs."""
+        """Checkpoint this step (every rank gathers; rank 0 writes), then the adapter."""
         weights, optimizer = state_of(self.model, self.optimizer)
         if self.place.is_main:
             state = {"position": self.position, "schedule": self.schedule.state_dict()}
             saved = {"optimizer": optimizer, "rng": {"torch": torch.get_rng_state()}}
             self.run.save(self.step, weights, saved, state, self.options.keep_checkpoints)
             write_outputs(self.run.folder, self.trainable, weights)
-            plot_losses(self.run.read_metrics(), self.run.folder / "loss.png")
         barrier()
+
+    def plot(self, *, final: bool = False) -> None:
+        """Redraw loss.png: at the end, and at checkpoints at most every PLOT_EVERY_S seconds."""
+        if not final and time.monotonic() - self.plotted < PLOT_EVERY_S:
+            return
+        plot_losses(self.run.read_metrics(), self.run.folder / "loss.png")
+        self.plotted = time.monotonic()
 
     def one_step(self) -> float:
         """Train one step; record its metrics; returns its loss (mean over the ranks)."""
@@ -305,6 +316,8 @@ class Trainer:
                 stopping = any_rank(stop.signum is not None, self.device)
                 if self.due(options.checkpoint_every) or stopping:
                     self.save()
+                    if self.place.is_main:
+                        self.plot(final=stopping or self.step == total)
                 if stopping and self.step < total:
                     raise TrainingStopped(
                         f"interrupted at step {self.step}: saved {self.run.checkpoints}; "
@@ -355,9 +368,14 @@ def train(
     start = trainer.step
     if start >= settings.steps:
         progress.info(f"{run.folder} is at step {start} already; nothing to train")
-    trainer.loop()
-    output = _output_path(run.folder, trainable)
-    return RunResult(run.folder, start, trainer.step, trainer.loss, output, memory)
+    try:
+        trainer.loop()
+    finally:
+        step, loss = trainer.step, trainer.loss
+        del trainer, trainable  # DDP's reducer holds the process group until it is collected
+        gc.collect()
+    output = _output_path(run.folder, settings.model.full)
+    return RunResult(run.folder, start, step, loss, output, memory)
 
 
 def _check_base(
@@ -377,8 +395,8 @@ def _check_base(
         )
 
 
-def _output_path(folder: Path, trainable: TrainableDiT) -> Path | None:
+def _output_path(folder: Path, full: bool) -> Path | None:
     from vidrefine.train.output import ADAPTER_FILE, FULL_FILE
 
-    path = folder / (FULL_FILE if trainable.settings.full else ADAPTER_FILE)
+    path = folder / (FULL_FILE if full else ADAPTER_FILE)
     return path if path.is_file() else None
