@@ -12,8 +12,8 @@ Layout (issue 7): `--layout both` runs every variant with contiguous (NCDHW) and
     python3 benchmarks/vae.py --gpu --layout both
 Kernels (issue 21): `--kernels` encodes and decodes one clip with the pre-issue-21 operators
 ("old", benchmarks/legacy_vae.py) and each kernel variant, interleaved in one process, best of
-`--repeats`: seconds, the ratio to old, the live-tensor peak (CPU) or allocated peak (GPU) and
-the largest difference to old.
+`--repeats`: seconds (wall on CUDA, process CPU time on the CPU: steadier on a shared box), the
+ratio to old, the live-tensor peak (CPU) or allocated peak (GPU) and the largest difference.
     python3 benchmarks/vae.py --kernels --config tiny --size 96x64 --frames 9
     python3 benchmarks/vae.py --gpu --kernels      # official VAE, 49 frames 1088x1920, bf16
 """
@@ -179,18 +179,25 @@ def run_pass(vae, video: torch.Tensor, plan: VAEPlan, variant: str) -> tuple:
     return encoded - began, done - encoded, (z, out), (encode_peak, decode_peak)
 
 
+def _clock(device: torch.device) -> float:
+    """CUDA: wall seconds. CPU: this process's CPU seconds, steadier than wall time on a box
+    other jobs share (the work of both threads, so about 2x the wall time when idle).
+    """
+    return time.perf_counter() if device.type == "cuda" else time.process_time()
+
+
 def _start(device: torch.device) -> tuple[float, int]:
     _sync(device)
     if device.type != "cuda":
-        return time.perf_counter(), 0
+        return _clock(device), 0
     torch.cuda.reset_peak_memory_stats(device)
-    return time.perf_counter(), torch.cuda.memory_allocated(device)
+    return _clock(device), torch.cuda.memory_allocated(device)
 
 
 def _stop(device: torch.device, base: int) -> tuple[float, int]:
     _sync(device)
     peak = torch.cuda.max_memory_allocated(device) - base if device.type == "cuda" else 0
-    return time.perf_counter(), peak
+    return _clock(device), peak
 
 
 def _timed_pass(vae, video, plan, variant) -> tuple[float, float, tuple, tuple[int, int]]:
@@ -262,6 +269,7 @@ def print_kernel_table(rows: list[dict], header: str) -> None:
     """The --kernels table, markdown."""
     print(header)
     print("| variant | encode s | decode s | speed-up vs first | peak MB | max rel. diff |")
+    # seconds: wall on CUDA, process CPU seconds on the CPU (see _clock)
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
@@ -291,7 +299,8 @@ def kernels_main(args: argparse.Namespace) -> None:
         f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, {date.today()}, config {args.config}, {args.frames} frames "
         f"at {args.size_hw[1]}x{args.size_hw[0]}, {dtype}, chunked (the original's chunks), "
-        f"best of {args.repeats}; peak = {'allocated' if args.gpu else 'live tensors'}",
+        f"best of {args.repeats}; peak = {'allocated' if args.gpu else 'live tensors'}; "
+        f"seconds = {'wall' if args.gpu else 'process CPU time'}",
     )
 
 
