@@ -78,6 +78,8 @@ def test_a_run_that_cannot_fit_stops_before_loading_when_planned(
         (["--steps-range", "650"], 2, "give LOW-HIGH"),
         (["--steps-range", "700-650"], 2, "need 0 <= low <= high"),
         (["--accumulate", "0"], 2, "at least one micro-batch"),
+        (["--log-every", "0"], 2, "log at least every"),
+        (["--keep", "-1"], 2, "not a count of steps"),
     ],
 )
 def test_bad_training_settings_are_one_line_when_given(

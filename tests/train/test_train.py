@@ -30,7 +30,8 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def tuned_run(tmp_path_factory, tune_cache, tune_weights) -> Path:
-    """30 LoRA steps on one window (the other is held out for validation)."""
+    """30 LoRA steps on one window (the other is held out: validated, and previewed at steps 0
+    and 30)."""
     run = tmp_path_factory.mktemp("tuned") / "run"
     code, output = invoke(
         [
@@ -51,6 +52,9 @@ def tuned_run(tmp_path_factory, tune_cache, tune_weights) -> Path:
             "15",
             "--log-every",
             "10",
+            "--validate-every",
+            "30",
+            "--val-report",
             "--weights",
             tune_weights,
         ]
@@ -105,7 +109,8 @@ def test_run_writes_metrics_checkpoints_and_plot_when_it_trains(tuned_run) -> No
     assert [r["step"] for r in losses] == list(range(1, STEPS + 1))
     assert all(r["lr"] == 3e-3 and r["step_s"] > 0 for r in losses)
     assert all(650 <= s <= 750 for r in losses for s in r["degradation_steps"])
-    assert [r["step"] for r in records if "val_loss" in r] == [15, 30]
+    assert [r["step"] for r in records if "val_loss" in r] == [30]
+    assert [r["step"] for r in records if "preview_psnr" in r] == [0, 30]
     assert [c.step for c in RunFolder(tuned_run).complete()] == [15, 30]
     assert (tuned_run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     described = json.loads((tuned_run / "run.json").read_text())
@@ -189,3 +194,15 @@ def test_adapter_for_another_base_model_is_refused_when_applied(tuned_run, tmp_p
     )
     assert code == 5 and output.count("\n") == 1, output
     assert "trained on another base model" in output and not (tmp_path / "x.pt").exists()
+
+
+def test_previews_hold_clips_and_a_compare_report_when_asked_for(tuned_run) -> None:
+    from vidrefine.io.probe import probe
+
+    for step in ("step-000000", "step-000030"):
+        folder = tuned_run / "previews" / step
+        for clip in ("input.mp4", "hr.mp4", "refined.mp4"):
+            info = probe(folder / clip)
+            assert (info.frame_count, info.display_hw) == (5, (32, 32))  # the held-out window
+        assert (folder / "report" / "index.html").is_file()
+        assert (folder / "report" / "metrics.json").is_file()

@@ -193,7 +193,7 @@ def _targets(text: str) -> tuple[str, ...]:
     default=500,
     show_default=True,
     type=int,
-    help="Save a checkpoint (and the adapter) every N steps.",
+    help="Save a checkpoint (and the adapter) every N steps (0: at the end only).",
 )
 @click.option(
     "--keep",
@@ -201,7 +201,7 @@ def _targets(text: str) -> tuple[str, ...]:
     default=3,
     show_default=True,
     type=int,
-    help="Checkpoints kept (the newest).",
+    help="Checkpoints kept, the newest (0: all).",
 )
 @click.option(
     "--val-windows",
@@ -215,6 +215,12 @@ def _targets(text: str) -> tuple[str, ...]:
 )
 @click.option(
     "--log-every", default=10, show_default=True, type=int, help="Progress line every N steps."
+)
+@click.option(
+    "--val-report",
+    is_flag=True,
+    help="At validation, also refine a held-out window in 4 steps: RUN/previews/step-N/ "
+    "(clips and a compare report; step 0 is the base model).",
 )
 @click.option("--vram", "vram_gb", type=float, metavar="GB", help="Memory budget to plan for.")
 @weights_options
@@ -241,6 +247,7 @@ def train(
     val_windows: int,
     validate_every: int,
     log_every: int,
+    val_report: bool,
     vram_gb: float | None,
     weights: Path | None,
     offline: bool,
@@ -251,14 +258,14 @@ def train(
     vidrefine tune train cache/ -o run/ --steps 2000
     torchrun --nproc-per-node 8 -m vidrefine tune train cache/ -o run/ --steps 2000 --full
     """
-    from vidrefine.checkpoints.weights import STAGE2, resolve
+    from vidrefine.checkpoints.weights import STAGE2, VAE, resolve
     from vidrefine.runtime.distributed import init_distributed, local_main_first, rank_device
     from vidrefine.runtime.distributed import shutdown as leave_ranks
     from vidrefine.train.loop import TrainSettings
     from vidrefine.train.loss import LossSettings
     from vidrefine.train.model import ModelSettings
-    from vidrefine.train.run import RunOptions, TrainingStopped
     from vidrefine.train.run import train as train_run
+    from vidrefine.train.trainer import RunOptions, TrainingStopped
 
     settings = TrainSettings(
         steps=steps,
@@ -284,11 +291,13 @@ def train(
         log_every=log_every,
         resume=resume,
         vram_gb=vram_gb,
+        val_report=val_report,
     )
     device = rank_device()  # under torchrun, this rank's own GPU
     init_distributed(device.type)
     with local_main_first():  # one download per machine
-        paths = resolve((STAGE2,), weights_dir=weights, offline=offline, announce=env.note)
+        needed = (STAGE2, VAE) if val_report else (STAGE2,)
+        paths = resolve(needed, weights_dir=weights, offline=offline, announce=env.note)
     try:
         result = train_run(
             cache,
@@ -296,6 +305,7 @@ def train(
             settings,
             options,
             stage2=paths[STAGE2.name],
+            vae=paths.get(VAE.name),
             device=device,
             progress=env.progress(),
         )

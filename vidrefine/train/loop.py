@@ -52,6 +52,8 @@ class TrainSettings:
             raise BadInput(f"--accumulate {self.accumulate}: at least one micro-batch a step")
         if not 0 < self.lr < 1:
             raise BadInput(f"--lr {self.lr}: a learning rate between 0 and 1 (the paper's: 4e-5)")
+        if self.val_windows < 0:
+            raise BadInput(f"--val-windows {self.val_windows}: a count of windows (0 or more)")
         if self.optimizer not in OPTIMIZERS:
             raise BadInput(f"--optimizer {self.optimizer}: use one of {', '.join(OPTIMIZERS)}")
 

@@ -1,11 +1,15 @@
 """Refining a cached window as `upscale` would: how a run is judged on pictures.
 
 The window's degraded latent is noised to the config's strength and integrated with the guided
-velocity of `pipeline.steps` (the sampler and guidance `upscale` runs), then decoded; its HR
-latent decoded the same way is what the refinement is compared with.
+velocity of `pipeline.steps` (the sampler and guidance `upscale` runs, 4 steps), then decoded;
+its HR latent decoded the same way is what the refinement is compared with, as clips and as a
+`vidrefine compare` report (`tune train --val-report`: RUN/previews/step-N/).
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,3 +54,50 @@ def decode_window(models: StageTwoModels, latent: torch.Tensor) -> np.ndarray:
 def preview_config(**settings: object) -> RunConfig:
     """The settings a preview refines with: `upscale`'s defaults in 4 steps."""
     return RunConfig(steps=PREVIEW_STEPS, **settings)
+
+
+def write_clip(frames: np.ndarray, path: Path) -> Path:
+    """uint8 frames (F, H, W, 3) as a lossless H.264 clip at 8 fps (the model's rate)."""
+    from vidrefine.io.writer import VideoWriter
+
+    rate = Fraction(8)
+    with VideoWriter(
+        path,
+        size_hw=frames.shape[1:3],
+        time_base=1 / rate,
+        fps=rate,
+        crf=0,
+        preset="ultrafast",
+        overwrite=True,
+    ) as writer:
+        writer.write(frames, np.arange(len(frames), dtype=np.int64))
+    return path
+
+
+def psnr_of(frames: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR (dB) of uint8 frames against `reference`."""
+    from vidrefine.quality.metrics import psnr_db
+
+    diff = frames.astype(np.float64) - reference.astype(np.float64)
+    return psnr_db(float((diff**2).mean()))
+
+
+def write_preview(
+    models: StageTwoModels, window: CachedWindow, refined: torch.Tensor, folder: Path
+) -> float:
+    """Write a window's preview into `folder`: input, hr and refined clips and a compare report
+    of refined against hr. Returns the refined frames' PSNR against the HR latent's frames.
+
+    `refined` is `refine_latent`'s result (under FSDP every rank computes it; one writes).
+    """
+    from vidrefine.quality.compare import compare_clips
+    from vidrefine.quality.report import write_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    frames, hr = decode_window(models, refined), decode_window(models, window.hr[None])
+    write_clip(decode_window(models, window.degraded[0][None]), folder / "input.mp4")
+    write_clip(hr, folder / "hr.mp4")
+    write_clip(frames, folder / "refined.mp4")
+    result = compare_clips(folder / "hr.mp4", folder / "refined.mp4")
+    write_report(result, folder / "report", overwrite=True)
+    return psnr_of(frames, hr)
