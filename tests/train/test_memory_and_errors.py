@@ -16,7 +16,7 @@ from vidrefine.train.model import ModelSettings, make_trainable
 
 CONFIG = DiTConfig(
     hidden_size=128,
-    num_layers=3,
+    num_layers=2,
     num_heads=2,
     text_dim=32,
     time_embed_dim=64,

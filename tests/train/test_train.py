@@ -204,5 +204,5 @@ def test_previews_hold_clips_and_a_compare_report_when_asked_for(tuned_run) -> N
         for clip in ("input.mp4", "hr.mp4", "refined.mp4"):
             info = probe(folder / clip)
             assert (info.frame_count, info.display_hw) == (5, (32, 32))  # the held-out window
-        assert (folder / "report" / "index.html").is_file()
-        assert (folder / "report" / "metrics.json").is_file()
+    report = tuned_run / "previews" / "step-000030" / "report"
+    assert (report / "index.html").is_file() and (report / "metrics.json").is_file()

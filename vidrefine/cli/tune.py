@@ -220,7 +220,7 @@ def _targets(text: str) -> tuple[str, ...]:
     "--val-report",
     is_flag=True,
     help="At validation, also refine a held-out window in 4 steps: RUN/previews/step-N/ "
-    "(clips and a compare report; step 0 is the base model).",
+    "(clips and a compare report; step 0, clips only, is the base model).",
 )
 @click.option("--vram", "vram_gb", type=float, metavar="GB", help="Memory budget to plan for.")
 @weights_options

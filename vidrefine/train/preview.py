@@ -83,10 +83,16 @@ def psnr_of(frames: np.ndarray, reference: np.ndarray) -> float:
 
 
 def write_preview(
-    models: StageTwoModels, window: CachedWindow, refined: torch.Tensor, folder: Path
+    models: StageTwoModels,
+    window: CachedWindow,
+    refined: torch.Tensor,
+    folder: Path,
+    *,
+    report: bool = True,
 ) -> float:
-    """Write a window's preview into `folder`: input, hr and refined clips and a compare report
-    of refined against hr. Returns the refined frames' PSNR against the HR latent's frames.
+    """Write a window's preview into `folder`: input, hr and refined clips and (`report`) a
+    compare report of refined against hr. Returns the refined frames' PSNR against the HR
+    latent's frames.
 
     `refined` is `refine_latent`'s result (under FSDP every rank computes it; one writes).
     """
@@ -98,6 +104,8 @@ def write_preview(
     write_clip(decode_window(models, window.degraded[0][None]), folder / "input.mp4")
     write_clip(hr, folder / "hr.mp4")
     write_clip(frames, folder / "refined.mp4")
+    if not report:
+        return psnr_of(frames, hr)
     result = compare_clips(folder / "hr.mp4", folder / "refined.mp4")
     write_report(result, folder / "report", overwrite=True)
     return psnr_of(frames, hr)

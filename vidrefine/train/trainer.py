@@ -207,14 +207,18 @@ class Trainer:
         self.previews = StageTwoModels(vae, dit, self.device, self.dtype, self.dtype)
 
     def preview(self) -> None:
-        """A 4-step refine of the first held-out window: RUN/previews/step-N/ and its PSNR."""
+        """A 4-step refine of the first held-out window: RUN/previews/step-N/ and its PSNR.
+
+        Step 0 (the base model, before tuning) writes the clips only; later steps also the
+        compare report of the refined clip against the HR one.
+        """
         if self.previews is None or not self.split.val:
             return
         window = self.cache.window(self.split.val[0])
         refined = refine_latent(self.previews, preview_config(), window)  # every rank (FSDP)
         if self.place.is_main:
             folder = self.run.folder / "previews" / f"step-{self.step:06d}"
-            psnr = write_preview(self.previews, window, refined, folder)
+            psnr = write_preview(self.previews, window, refined, folder, report=self.step > 0)
             self.run.append_metrics({"step": self.step, "preview_psnr": psnr})
             self.progress.info(f"step {self.step}: preview PSNR {psnr:.2f} dB ({folder})")
 
