@@ -162,3 +162,17 @@ def test_zeroed_embeddings_leave_the_output_unchanged_when_reset() -> None:
     assert not torch.allclose(before, base)  # the embeddings did something before
     assert torch.equal(after, base)
     assert stage2.ref_step_embed.fc1.weight.abs().sum() > 0  # only the last linear is zeroed
+
+
+def test_training_can_start_from_zeroed_embeddings_when_asked() -> None:
+    from vidrefine.train.lora import weights_fingerprint
+    from vidrefine.train.model import ModelSettings, make_trainable
+
+    cfg = DiTConfig(hidden_size=64, num_layers=1, num_heads=1, text_dim=8, stage2_embeddings=True)
+    torch.manual_seed(0)
+    dit = VideoDiT(cfg)
+    base = weights_fingerprint(dit)
+    trainable = make_trainable(dit, ModelSettings(full=True, reset_embeddings=True))
+    assert trainable.base_fingerprint == base  # adapters still belong to the loaded base
+    assert not any(p.any() for p in dit.frames_embed.parameters())
+    assert not dit.ref_step_embed.fc2.weight.any() and dit.ref_step_embed.fc1.weight.any()

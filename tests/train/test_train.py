@@ -206,3 +206,43 @@ def test_previews_hold_clips_and_a_compare_report_when_asked_for(tuned_run) -> N
             assert (info.frame_count, info.display_hw) == (5, (32, 32))  # the held-out window
     report = tuned_run / "previews" / "step-000030" / "report"
     assert (report / "index.html").is_file() and (report / "metrics.json").is_file()
+
+
+def test_adapter_whose_tensors_disagree_with_its_rank_is_refused_when_read(tuned_run, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    source = tuned_run / "adapter.safetensors"
+    with safe_open(str(source), framework="pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    key = next(k for k in tensors if k.endswith("lora_A.weight"))
+    tensors[key] = tensors[key][:4]  # rank 4 where the config says 8
+    edited = tmp_path / "edited.safetensors"
+    save_file(tensors, str(edited), metadata=metadata)
+    with pytest.raises(BadCheckpoint, match="has rank 4, the adapter's config says 8"):
+        read_adapter(edited)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("run/adapter.safetensors", ("run/adapter.safetensors", 1.0)),
+        ("run/adapter.safetensors:0", ("run/adapter.safetensors", 0.0)),
+        ("run/adapter.safetensors:0.5", ("run/adapter.safetensors", 0.5)),
+        ("odd:name.safetensors", ("odd:name.safetensors", 1.0)),
+    ],
+)
+def test_lora_option_splits_file_and_scale_when_parsed(spec, expected) -> None:
+    from vidrefine.train.lora import parse_lora_spec
+
+    path, scale = parse_lora_spec(spec)
+    assert (str(path), scale) == expected
+
+
+def test_lora_option_refuses_an_absurd_scale_when_parsed() -> None:
+    from vidrefine.errors import BadInput
+    from vidrefine.train.lora import parse_lora_spec
+
+    with pytest.raises(BadInput, match="not between -10 and 10"):
+        parse_lora_spec("a.safetensors:50")

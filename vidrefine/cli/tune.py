@@ -181,6 +181,12 @@ def _targets(text: str) -> tuple[str, ...]:
     help="Recompute each block in the backward pass (activation checkpointing).",
 )
 @click.option(
+    "--reset-embeddings",
+    is_flag=True,
+    help="Start the frame-count and degradation-step embeddings from zero, as the original "
+    "training did (they then add nothing until trained).",
+)
+@click.option(
     "--optimizer",
     type=click.Choice(["adamw", "adamw8bit"]),
     default="adamw",
@@ -240,6 +246,7 @@ def train(
     accumulate: int,
     step_range: str,
     checkpointing: bool,
+    reset_embeddings: bool,
     optimizer: str,
     seed: int,
     checkpoint_every: int,
@@ -282,6 +289,7 @@ def train(
             alpha=lora_alpha,
             targets=_targets(lora_targets),
             checkpointing=checkpointing,
+            reset_embeddings=reset_embeddings,
         ),
     )
     options = RunOptions(

@@ -19,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 from vidrefine.errors import BadInput
 from vidrefine.runtime.device import autocast_for
 from vidrefine.train.lora import AdapterConfig, weights_fingerprint
+from vidrefine.train.loss import reset_stage2_embeddings
 
 # --lora-targets names -> the linear of each block they adapt
 TARGETS = {
@@ -40,6 +41,7 @@ class ModelSettings:
     alpha: float | None = None
     targets: tuple[str, ...] = tuple(TARGETS)
     checkpointing: bool = True  # recompute each block in the backward pass
+    reset_embeddings: bool = False  # zero the stage-II embeddings first, as the original began
 
     def __post_init__(self) -> None:
         """Refuse unknown targets and ranks below 1."""
@@ -139,7 +141,9 @@ def make_trainable(dit: nn.Module, settings: ModelSettings, *, seed: int = 0) ->
     """Prepare a loaded stage-II DiT for training, in place (see the module docstring)."""
     if getattr(dit, "frames_embed", None) is None:
         raise BadInput("tune trains stage II: this DiT has no stage-II embeddings (a stage-I one?)")
-    fingerprint = weights_fingerprint(dit)
+    fingerprint = weights_fingerprint(dit)  # of the base as loaded: adapters apply to it
+    if settings.reset_embeddings:
+        reset_stage2_embeddings(dit)
     adapted: list[str] = []
     if settings.full:
         dit.requires_grad_(True)
