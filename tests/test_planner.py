@@ -15,13 +15,12 @@ from vidrefine.errors import DoesNotFit
 from vidrefine.models.dit import VideoDiT
 from vidrefine.plan.clip import SourceFacts, plan_clip
 from vidrefine.plan.hardware import DeviceFacts
-from vidrefine.plan.memory import (
+from vidrefine.plan.memory import dit_activation_bytes, dit_tokens
+from vidrefine.plan.model_sizes import (
     T5_XXL_BLOCK_PARAMS,
     T5_XXL_BLOCKS,
     T5_XXL_PARAMS,
-    dit_activation_bytes,
     dit_param_count,
-    dit_tokens,
 )
 from vidrefine.presets import load_config
 from vidrefine.runtime.live_memory import LiveTensorMemory

@@ -26,7 +26,7 @@ def clip(tmp_path):
 
 
 def plan_output(monkeypatch, device: DeviceFacts, *args: str) -> str:
-    monkeypatch.setattr(vidrefine.pipeline.devices, "device_facts", lambda: device)
+    monkeypatch.setattr(vidrefine.pipeline.devices, "device_facts", lambda **_: device)
     result = CliRunner().invoke(cli, ["info", *args, "--plan"])
     assert result.exit_code == 0, result.output
     return result.stdout

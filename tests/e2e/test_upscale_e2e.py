@@ -272,7 +272,9 @@ def test_info_plan_is_the_plan_upscale_runs_when_given_the_same_file_and_flags(
 ):
     clip = make_clip(tmp_path / "in.mp4", frames=20, size_hw=(48, 64), audio=True)
     flags = ["--preset", str(preset), "--size", "64p"]
-    shown = CliRunner().invoke(cli, ["info", str(clip.path), "--plan", "--json", *flags])
+    shown = CliRunner().invoke(
+        cli, ["info", str(clip.path), "--plan", "--json", "--weights", str(weights), *flags]
+    )
     assert shown.exit_code == 0, shown.output
     out = tmp_path / "out.mp4"
     args = [str(clip.path), "-c", tiny_caption(9), "-o", str(out), "--weights", str(weights)]

@@ -100,6 +100,13 @@ def _scan(info: MediaInfo) -> str:
 @click.option(
     "--cut-threshold", type=float, metavar="RATIO", help="Cut sensitivity (lower: more cuts)."
 )
+@click.option(
+    "--weights",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Plan for the weights found here first (with --plan) [else the search path's; the "
+    "official sizes when some are missing].",
+)
 def command(
     file: Path,
     as_json: bool,
@@ -111,6 +118,7 @@ def command(
     cut_threshold: float | None,
     ranks: int,
     parallel: str,
+    weights: Path | None,
 ) -> None:
     """Show what FILE holds: size, rotation, exact frame rate, frame count, colour, streams."""
     from vidrefine.io.probe import probe
@@ -132,6 +140,7 @@ def command(
             as_json=as_json,
             cut_threshold=cut_threshold,
             ranks=(parallel, ranks),
+            weights=weights,
         )
         return
     if as_json:
@@ -156,18 +165,21 @@ def print_plan(
     as_json: bool,
     cut_threshold: float | None = None,
     ranks: tuple[str, int] = ("auto", 1),
+    weights: Path | None = None,
 ) -> None:
     """The plan `vidrefine upscale` would run for this file (`vidrefine info FILE --plan`), its
-    shots detected as `upscale` detects them; `ranks`: (--parallel, --ranks) of a torchrun.
+    shots detected as `upscale` detects them; `ranks`: (--parallel, --ranks) of a torchrun;
+    sized for the weights found on the search path (`weights` first) when all are there.
     """
     from vidrefine.pipeline.devices import device_facts
+    from vidrefine.pipeline.loading import sizes_if_found
     from vidrefine.pipeline.shots import clip_source
     from vidrefine.plan.clip import plan_clip
     from vidrefine.plan.ranks import layout_for
     from vidrefine.presets import load_config
 
     config = load_config(preset, {"size": size, "vram_gb": vram, "cut_threshold": cut_threshold})
-    device = device_facts()
+    device = device_facts(weights=sizes_if_found(weights))
     source = clip_source(info, config)
     plan = plan_clip(source, config, device, layout=layout_for(*ranks))
     if as_json:

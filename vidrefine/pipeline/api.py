@@ -26,6 +26,8 @@ from vidrefine.pipeline.refine import JobResult, RefineJob
 from vidrefine.pipeline.stderr_progress import chosen_progress
 from vidrefine.pipeline.steps import stage2_caption
 from vidrefine.plan.clip import ClipPlan, SourceFacts, plan_clip
+from vidrefine.plan.hardware import DeviceFacts
+from vidrefine.plan.model_sizes import ModelSizes
 from vidrefine.plan.windows import WindowPlan
 from vidrefine.progress import Progress
 from vidrefine.runtime.device import pick_device
@@ -175,10 +177,19 @@ class Refiner:
         prepared = prepare_jobs(jobs, overwrite=overwrite)
         return self.session.refine(prepared, overwrite=overwrite, resume=resume, parallel=parallel)
 
+    @property
+    def sizes(self) -> ModelSizes:
+        """The sizes of the weight files found (read once): what the memory plans are made of."""
+        return self.session.sizes
+
     def plan(self, frame_count: int, size_hw: tuple[int, int], fps: Fraction) -> ClipPlan:
-        """The plan of frames in memory: `frame_count` frames of `size_hw` at `fps`."""
+        """The plan of frames in memory: `frame_count` frames of `size_hw` at `fps`.
+
+        Sized for the weights found and this machine: on the CPU a run that does not fit the
+        memory free is DoesNotFit, before any model loads.
+        """
         source = SourceFacts(tuple(size_hw), frame_count, Fraction(fps), 1 / Fraction(fps))
-        return plan_clip(source, self.config, device_facts(self.session.device))
+        return plan_clip(source, self.config, self._device_facts())
 
     def plan_file(self, path: PathLike) -> ClipPlan:
         """The plan `upscale` runs for the file at `path` (what `vidrefine info --plan` shows)."""
@@ -186,7 +197,10 @@ class Refiner:
         from vidrefine.pipeline.shots import clip_source
 
         source = clip_source(probe(path), self.config)  # shots detected as `upscale` does
-        return plan_clip(source, self.config, device_facts(self.session.device))
+        return plan_clip(source, self.config, self._device_facts())
+
+    def _device_facts(self) -> DeviceFacts:
+        return device_facts(self.session.device, self.sizes)
 
     def stream(
         self,

@@ -21,6 +21,7 @@ from vidrefine.pipeline.loading import (
     T5_FOLDER,
     StageTwoModels,
     encode_captions,
+    found_model_sizes,
     load_stage_two,
 )
 from vidrefine.pipeline.refine import (
@@ -40,6 +41,7 @@ from vidrefine.pipeline.scaleout import (
 from vidrefine.pipeline.shots import check_captions, clip_source
 from vidrefine.pipeline.steps import stage2_caption
 from vidrefine.plan.clip import ClipPlan, ModelPlacement, SourceFacts, plan_batch
+from vidrefine.plan.model_sizes import ModelSizes
 from vidrefine.plan.ranks import layout_for
 from vidrefine.progress import NullProgress, Progress
 from vidrefine.runtime.distributed import barrier, init_distributed, rank_device, rank_info
@@ -107,13 +109,20 @@ class BatchPlans:
         return cls(sources, check_parallel(parallel), rank_info().world_size)
 
     def plan(
-        self, config: RunConfig, device: torch.device, offload: str | None = None
+        self,
+        config: RunConfig,
+        device: torch.device,
+        offload: str | None = None,
+        *,
+        weights: ModelSizes | None = None,
     ) -> tuple[ClipPlan, ...]:
         """Every clip's plan, all with the model placement the largest needs (DoesNotFit stops
-        here), or with the streaming choice `offload` (`plan_batch`).
+        here), or with the streaming choice `offload` (`plan_batch`); `weights`: the sizes of
+        the weight files found (None: the official ones).
         """
         layout = layout_for(self.parallel, self.ranks, len(self.sources))
-        return plan_batch(self.sources, config, device_facts(device), layout, offload)
+        facts = device_facts(device, weights)
+        return plan_batch(self.sources, config, facts, layout, offload)
 
     def subset(self, picked: Sequence[int]) -> BatchPlans:
         """The clips `picked` (indices) of this batch."""
@@ -149,6 +158,11 @@ class StageTwoSession:
     def identity(self) -> dict:
         """Fingerprints of the weight files (part of every resume key), taken once a session."""
         return files_identity(self.paths)
+
+    @functools.cached_property
+    def sizes(self) -> ModelSizes:
+        """The sizes of the weight files (what the memory plans are made of), read once."""
+        return found_model_sizes(self.paths)
 
     def share_loaded(self, other: StageTwoSession) -> None:
         """Use `other`'s caption states, loaded models and weight fingerprints: a session on
@@ -204,7 +218,7 @@ class StageTwoSession:
         if not clips:
             return list(jobs)  # type: ignore[arg-type]
         batch = BatchPlans.of(clips, self.config, parallel)
-        plans = batch.plan(self.config, self.device)  # DoesNotFit: before any loading
+        plans = batch.plan(self.config, self.device, weights=self.sizes)  # DoesNotFit: here
         keys = [self._key(clip, plan) for clip, plan in zip(clips, plans, strict=True)]
         outcomes = self._finished(clips, plans, keys, overwrite)
         left = [i for i, clip in enumerate(clips) if id(clip) not in outcomes]
@@ -214,7 +228,9 @@ class StageTwoSession:
         if left:
             if len(left) < len(clips):  # laid out for the clips left; the keys stay
                 offload = plans[0].models.offload
-                plans = batch.subset(left).plan(self.config, self.device, offload)
+                plans = batch.subset(left).plan(
+                    self.config, self.device, offload, weights=self.sizes
+                )
             todo = [(clips[i], plan, keys[i]) for i, plan in zip(left, plans, strict=True)]
             captions = [
                 stage2_caption(self.config, caption)

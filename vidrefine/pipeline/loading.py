@@ -6,6 +6,7 @@ bundled stage-I generator all load through here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +15,13 @@ import torch
 from torch import nn
 
 from vidrefine.checkpoints import load_dit, load_vae
+from vidrefine.checkpoints.dit import read_dit_weights
+from vidrefine.checkpoints.vae import read_vae_weights
 from vidrefine.config import DiTConfig
+from vidrefine.errors import BadCheckpoint, MissingWeights
 from vidrefine.models.text import TEXT_LENGTH, T5TextEncoder
 from vidrefine.plan.clip import ModelPlacement
+from vidrefine.plan.model_sizes import ModelSizes, t5_sizes
 from vidrefine.progress import Progress
 from vidrefine.runtime.device import torch_dtype
 from vidrefine.runtime.placement import load_device, place_blocks
@@ -119,3 +124,46 @@ def load_stage_two(
         dtype=torch_dtype(placement.dtype),
         vae_dtype=torch_dtype(placement.vae_dtype),
     )
+
+
+def found_model_sizes(paths: Mapping[str, Path]) -> ModelSizes:
+    """The sizes of the weight files a stage-II run loads, for its memory plan: the DiT's and
+    the VAE's architecture read from their files (memory-mapped: the tensors stay on disk) and
+    T5's from its config.json. Raises what loading them would (MissingWeights, BadCheckpoint).
+    """
+    dit = read_dit_weights(paths[STAGE2_FILE]).config
+    vae_tensors, vae = read_vae_weights(paths[VAE_FILE])
+    return ModelSizes(
+        dit=dit,
+        vae_params=sum(t.numel() for t in vae_tensors.values()),
+        vae_widths=vae.block_out_channels,
+        **t5_sizes(_t5_config(paths[T5_FOLDER])),
+    )
+
+
+def sizes_if_found(weights_dir: Path | None = None) -> ModelSizes | None:
+    """`found_model_sizes` of the stage-II weights on the search path (`--weights` first), or
+    None when one is missing or unreadable: a plan then assumes the official models.
+    """
+    from vidrefine.checkpoints.weights import UPSCALE_WEIGHTS, locate, search_path
+
+    found = locate(UPSCALE_WEIGHTS, search_path(weights_dir))
+    if any(path is None for path in found.values()):
+        return None
+    try:
+        return found_model_sizes(found)  # type: ignore[arg-type]
+    except (MissingWeights, BadCheckpoint):
+        return None
+
+
+def _t5_config(folder: Path) -> dict:
+    """The transformers config.json of a T5 folder."""
+    path = Path(folder) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        t5_sizes(config)  # every key the sizes need is there
+    except FileNotFoundError:
+        raise MissingWeights(f"{path} not found: the T5 folder is incomplete") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadCheckpoint(f"{path} is not a T5 config ({exc})") from None
+    return config

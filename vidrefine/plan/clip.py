@@ -94,8 +94,14 @@ class ClipPlan:
         return f"{line}, {self.memory.line()}"
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan as JSON-safe data (`vidrefine info --plan --json`)."""
-        return _jsonable(dataclasses.asdict(self))
+        """The plan as JSON-safe data (`vidrefine info --plan --json`).
+
+        The host memory free when planned is left out: a measurement of the moment, which the
+        plan was checked against, not one of its decisions.
+        """
+        data = dataclasses.asdict(self)
+        data["device"].pop("host_available_gb", None)
+        return _jsonable(data)
 
 
 def _jsonable(value: Any) -> Any:

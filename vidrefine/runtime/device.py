@@ -6,6 +6,7 @@ import contextlib
 import os
 import resource
 import sys
+from pathlib import Path
 
 import torch
 
@@ -62,13 +63,56 @@ def torch_dtype(name: str) -> torch.dtype:
         raise BadInput(f"dtype {name!r} is not one of {', '.join(_DTYPES)}") from None
 
 
-def device_memory(device: torch.device) -> tuple[str, float | None, float]:
-    """(name, total memory in GiB or None for the CPU, host memory in GiB) of `device`."""
-    host = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1024**3
+def device_memory(device: torch.device) -> tuple[str, float | None, float, float]:
+    """(name, total memory in GiB or None for the CPU, host memory in GiB, host memory free
+    now in GiB) of `device`.
+    """
+    host, free = host_memory_gb()
     if device.type != "cuda":
-        return "cpu", None, host
+        return "cpu", None, host, free
     props = torch.cuda.get_device_properties(device)
-    return props.name, props.total_memory / 1024**3, host
+    return props.name, props.total_memory / 1024**3, host, free
+
+
+def host_memory_gb() -> tuple[float, float]:
+    """(total, available) host memory in GiB: the kernel's MemAvailable (what can be had
+    without swapping), within this process's cgroup limit when it has one.
+    """
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    free = _meminfo_available() or os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    room = _cgroup_room()
+    if room is not None:
+        total, free = min(total, room[0]), min(free, room[0] - room[1])
+    return total / 1024**3, max(0, free) / 1024**3
+
+
+def _meminfo_available() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (Linux), else None."""
+    try:
+        lines = Path("/proc/meminfo").read_text(encoding="ascii").splitlines()
+        found = [line.split()[1] for line in lines if line.startswith("MemAvailable:")]
+        return int(found[0]) * 1024 if found else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_CGROUP_FILES = (  # (limit, usage): cgroup v2, then v1
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
+def _cgroup_room() -> tuple[int, int] | None:
+    """(limit, usage) in bytes of this process's memory cgroup when it has a limit, else None."""
+    for limit_file, usage_file in _CGROUP_FILES:
+        try:
+            limit = Path(limit_file).read_text(encoding="ascii").strip()
+            usage = int(Path(usage_file).read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:  # "max" or a huge number: no limit
+            return int(limit), usage
+    return None
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
