@@ -8,42 +8,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from tests.media import make_clip
 
 # A DiT smaller than the e2e one (1 block, hidden 64, adaLN width 64): training steps are cheap.
 DIT = {"hidden": 64, "layers": 1, "time_dim": 64}
-VAE_WIDTHS = (32, 32, 32, 32)  # GroupNorm's 32 groups need 32 channels
 FRAMES = 5  # frames per window
 SIZE = "32x32"  # training crops may be smaller than upscale sizes
 CAPTION = "a grid of bright and dark blocks that blink"
 
 
-def write_small_vae(path: Path, seed: int = 1) -> None:
-    """An official-format 3d-vae.pt with one resnet per level (keys from vae_fixtures)."""
-    from vae_fixtures import official_vae_shapes
-
-    gen = torch.Generator().manual_seed(seed)
-    tensors = {}
-    for key, shape in sorted(official_vae_shapes(VAE_WIDTHS, layers=1).items()):
-        if len(shape) == 1:
-            base = 1.0 if "norm" in key and key.endswith(".weight") else 0.0
-            tensors[key] = base + 0.1 * torch.randn(shape, generator=gen)
-        else:
-            fan_in = int(np.prod(shape[1:]))
-            tensors[key] = torch.randn(shape, generator=gen) / fan_in**0.5
-    torch.save({"state_dict": tensors}, path)
-
-
 def write_weights(folder: Path, t5_folder: Path, seed: int = 2) -> Path:
     """3d-vae.pt and stage2.pt (the small DiT) in official formats, beside a link to a tiny T5."""
+    from diffusers_fixtures import write_official_vae
     from dit_fixtures import official_dit_tensors, write_official
     from t5_fixtures import TINY_T5_WIDTH
 
     folder.mkdir(parents=True, exist_ok=True)
-    write_small_vae(folder / "3d-vae.pt")
+    write_official_vae(folder / "3d-vae.pt", seed=1)  # one resnet per level: fast passes
     dit = official_dit_tensors(text_dim=TINY_T5_WIDTH, seed=seed, **DIT)
     write_official(folder / "stage2.pt", dit)
     (folder / "t5-v1_1-xxl").symlink_to(t5_folder, target_is_directory=True)

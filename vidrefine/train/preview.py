@@ -8,6 +8,7 @@ its HR latent decoded the same way is what the refinement is compared with, as c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -82,9 +83,24 @@ def psnr_of(frames: np.ndarray, reference: np.ndarray) -> float:
     return psnr_db(float((diff**2).mean()))
 
 
+@dataclass
+class PreviewFrames:
+    """A held-out window's decoded input and HR frames, decoded once for every preview."""
+
+    input: np.ndarray
+    hr: np.ndarray
+
+    @classmethod
+    def of(cls, models: StageTwoModels, window: CachedWindow) -> PreviewFrames:
+        """Decode the window's first degraded copy and its HR latent."""
+        return cls(
+            decode_window(models, window.degraded[0][None]), decode_window(models, window.hr[None])
+        )
+
+
 def write_preview(
     models: StageTwoModels,
-    window: CachedWindow,
+    frames: PreviewFrames,
     refined: torch.Tensor,
     folder: Path,
     *,
@@ -100,12 +116,11 @@ def write_preview(
     from vidrefine.quality.report import write_report
 
     folder.mkdir(parents=True, exist_ok=True)
-    frames, hr = decode_window(models, refined), decode_window(models, window.hr[None])
-    write_clip(decode_window(models, window.degraded[0][None]), folder / "input.mp4")
-    write_clip(hr, folder / "hr.mp4")
-    write_clip(frames, folder / "refined.mp4")
-    if not report:
-        return psnr_of(frames, hr)
-    result = compare_clips(folder / "hr.mp4", folder / "refined.mp4")
-    write_report(result, folder / "report", overwrite=True)
-    return psnr_of(frames, hr)
+    out = decode_window(models, refined)
+    write_clip(frames.input, folder / "input.mp4")
+    write_clip(frames.hr, folder / "hr.mp4")
+    write_clip(out, folder / "refined.mp4")
+    if report:
+        result = compare_clips(folder / "hr.mp4", folder / "refined.mp4")
+        write_report(result, folder / "report", overwrite=True)
+    return psnr_of(out, frames.hr)

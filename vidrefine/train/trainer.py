@@ -33,7 +33,12 @@ from vidrefine.train.loop import (
 from vidrefine.train.metrics import plot_losses, progress_line, validation_loss
 from vidrefine.train.model import TrainableDiT, velocity_of
 from vidrefine.train.output import write_outputs
-from vidrefine.train.preview import preview_config, refine_latent, write_preview
+from vidrefine.train.preview import (
+    PreviewFrames,
+    preview_config,
+    refine_latent,
+    write_preview,
+)
 from vidrefine.train.ranks import all_mean, all_steps, any_rank, restore, state_of, wrap_for_ranks
 
 
@@ -125,6 +130,7 @@ class Trainer:
         self.eval_velocity = velocity_of(getattr(self.model, "module", self.model), device, dtype)
         self.step, self.position, self.loss = 0, 0, None
         self.previews: StageTwoModels | None = None
+        self.preview_frames: PreviewFrames | None = None  # decoded once, on rank 0
         self.plotted = -PLOT_EVERY_S  # the first checkpoint draws it
 
     def resume(self) -> None:
@@ -218,7 +224,10 @@ class Trainer:
         refined = refine_latent(self.previews, preview_config(), window)  # every rank (FSDP)
         if self.place.is_main:
             folder = self.run.folder / "previews" / f"step-{self.step:06d}"
-            psnr = write_preview(self.previews, window, refined, folder, report=self.step > 0)
+            if self.preview_frames is None:
+                self.preview_frames = PreviewFrames.of(self.previews, window)
+            frames = self.preview_frames
+            psnr = write_preview(self.previews, frames, refined, folder, report=self.step > 0)
             self.run.append_metrics({"step": self.step, "preview_psnr": psnr})
             self.progress.info(f"step {self.step}: preview PSNR {psnr:.2f} dB ({folder})")
 
