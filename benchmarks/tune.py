@@ -6,7 +6,9 @@
 Measured rows (CPU): each mode trains `--steps` steps of the self-test's tiny models
 (`pipeline.selftest.write_tiny_weights`: DiT hidden 128, 2 blocks) on one cached 64x64 window of
 9 frames, in a fresh process (`python -m vidrefine` or torchrun with gloo); steps/s is the
-median (and best) over the steps after the first, peak memory is the process's peak RSS (per rank).
+median (and best) over the steps after the first, with one thread a process (torchrun's
+OMP_NUM_THREADS=1, for every mode, so rows compare); peak memory is the process's peak RSS
+(per rank).
 Planned rows: `train.memory.plan_training_memory` for the real stage II (1.70 B) at 540p and
 1080p windows of 49 frames, bf16 on a GPU. GPU measured rows are "not measured" until a GPU
 run fills them.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -80,8 +83,9 @@ PEAK = (
 
 def run(command: list[str]) -> int:
     """Run `command`; returns the peak RSS in bytes of its largest process (rank)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as torchrun sets it: every mode alike
     done = subprocess.run(
-        [sys.executable, "-c", PEAK, *command], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-c", PEAK, *command], capture_output=True, text=True, cwd=ROOT, env=env
     )
     if done.returncode:
         raise SystemExit(f"{' '.join(command[:6])} ... failed:\n{done.stderr[-2000:]}")
