@@ -216,13 +216,20 @@ class RunConfig:
     # Stage I (`vidrefine t2v`, spec §4).
     stage1_cfg_scale: float = 8.0  # the original's stage-I guidance scale (spec §4.3, §9.2)
     stage1_guidance: str = "dynamic"  # "dynamic" (monotone schedule) | "faithful" (spec §4.3 table)
+    # LoRA adapters of `vidrefine tune` merged into the stage-II DiT, as "FILE[:SCALE]" (docs/
+    # training.md "Using the result"); a TOML list or repeated --lora flags.
+    lora: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        """Check every knob; a float knob given as an int (TOML `shift = 3`) becomes a float."""
+        """Check every knob; a float knob given as an int (TOML `shift = 3`) becomes a float,
+        a list (TOML's `lora = [...]`) a tuple.
+        """
         for f in fields(self):
             value = getattr(self, f.name)
             if "float" in str(f.type) and type(value) is int:
                 object.__setattr__(self, f.name, float(value))
+            if f.name == "lora" and isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
         check_knobs(dataclasses.asdict(self), source="settings")
 
 
@@ -286,6 +293,7 @@ LIMITS: dict[str, Check] = {
     "stage1_cfg_scale": _between(1.0, 50.0),
     "stage1_guidance": _one_of(*STAGE1_GUIDANCE),
     "color_fix": _one_of(*COLOR_FIXES),
+    "lora": lambda v: None if all(isinstance(x, str) and x for x in v) else "must be FILE[:SCALE]",
 }
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -294,6 +302,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
     "bool": (bool,),
     "None": (type(None),),
+    "tuple[str, ...]": (tuple, list),
 }
 
 

@@ -113,6 +113,8 @@ def to_toml(config: RunConfig, *, header: str = "") -> str:
             lines.append(f"{key} = {'true' if value else 'false'}")
         elif isinstance(value, str):
             lines.append(f"{key} = {toml_string(value)}")
+        elif isinstance(value, tuple):
+            lines.append(f"{key} = [{', '.join(toml_string(str(v)) for v in value)}]")
         else:
             lines.append(f"{key} = {value!r}")
     return "\n".join(lines) + "\n"

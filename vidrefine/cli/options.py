@@ -31,6 +31,7 @@ FLAG_KEYS = {
     "color_fix": ("color_fix", "--color-fix"),
     "shots": ("shots", "--shots/--no-shots"),
     "cut_threshold": ("cut_threshold", "--cut-threshold"),
+    "lora": ("lora", "--lora"),
 }
 
 
@@ -82,6 +83,12 @@ def run_options(func: F) -> F:
                 "--color-fix",
                 type=click.Choice(list(COLOR_FIXES)),
                 help="Pull each window's colours back to the input's (docs/quality.md) [none].",
+            ),
+            click.option(
+                "--lora",
+                multiple=True,
+                metavar="FILE[:SCALE]",
+                help="Merge a `vidrefine tune` adapter into stage II (repeatable; scale 1).",
             ),
             click.option(
                 "--show-config",
@@ -136,6 +143,8 @@ def weights_options(func: F) -> F:
 def build_config(preset: str | None, ten_bit: bool | None, **flags: Any) -> RunConfig:
     """Merge defaults < preset < the flags the user gave (flags named as in FLAG_KEYS)."""
     overrides = {FLAG_KEYS[name][0]: value for name, value in flags.items()}
+    if not overrides.get("lora"):  # no --lora given: the preset's adapters stay
+        overrides["lora"] = None
     names = {key: flag for key, flag in FLAG_KEYS.values()}
     if ten_bit:
         overrides["pix_fmt"] = "yuv420p10le"

@@ -7,6 +7,7 @@ clip, `StageTwoSession`); models load on first use and stay loaded between calls
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -75,12 +76,14 @@ class Refiner:
 
         `weights` is a folder searched first (None: $VIDREFINE_WEIGHTS, then the user cache);
         `settings` are `RunConfig` keys (e.g. `size="720p"`, `steps=5`), checked like flags;
-        `device` and `progress` as for `Refiner`. Raises MissingWeights naming every missing
-        file when they cannot be had.
+        `lora` may be one adapter file, or a list of files, "FILE:SCALE" strings or
+        (file, scale) pairs. `device` and `progress` as for `Refiner`. Raises MissingWeights
+        naming every missing file when they cannot be had.
         """
         from vidrefine.checkpoints.weights import UPSCALE_WEIGHTS, resolve
         from vidrefine.presets import load_config
 
+        settings = lora_setting(settings)
         config = load_config(preset, settings, source="Refiner.from_pretrained")
         folder = Path(weights).expanduser() if weights is not None else None
         paths = resolve(UPSCALE_WEIGHTS, weights_dir=folder, offline=offline)
@@ -102,7 +105,7 @@ class Refiner:
         """
         from vidrefine.presets import load_config
 
-        config = load_config(preset, settings, source=source)
+        config = load_config(preset, lora_setting(settings), source=source)
         session = self.session
         other = Refiner(session.paths, config, device=session.device, progress=progress)
         other.session.share_loaded(session)
@@ -299,3 +302,16 @@ def _with_pts(pieces: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, np.nda
 
 
 __all__: Sequence[str] = ["Refiner"]
+
+
+def lora_setting(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` with a `lora` given as a file, files or (file, scale) pairs made the
+    "FILE[:SCALE]" strings of `RunConfig.lora`.
+    """
+    value = settings.get("lora")
+    if value is None or isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+        return settings
+    one_pair = isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], (int, float))
+    items = [value] if one_pair or isinstance(value, (str, os.PathLike)) else list(value)
+    specs = tuple(f"{v[0]}:{v[1]}" if isinstance(v, (tuple, list)) else str(v) for v in items)
+    return {**settings, "lora": specs}

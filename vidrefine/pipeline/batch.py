@@ -23,6 +23,7 @@ from vidrefine.pipeline.loading import (
     encode_captions,
     found_model_sizes,
     load_stage_two,
+    lora_specs,
 )
 from vidrefine.pipeline.refine import (
     ClipRefiner,
@@ -147,6 +148,7 @@ class StageTwoSession:
         progress: Progress | None = None,
     ) -> None:
         self.paths, self.config = paths, config
+        self.lora = lora_specs(config)  # the adapter files are there, before any work
         self.device = device or rank_device()
         self.progress = progress or NullProgress()
         self.states: dict[str, torch.Tensor] = {}
@@ -156,8 +158,11 @@ class StageTwoSession:
 
     @functools.cached_property
     def identity(self) -> dict:
-        """Fingerprints of the weight files (part of every resume key), taken once a session."""
-        return files_identity(self.paths)
+        """Fingerprints of the weight files and adapters (part of every resume key), taken once
+        a session.
+        """
+        adapters = {f"lora {i}": str(path) for i, (path, _) in enumerate(self.lora)}
+        return files_identity({**self.paths, **adapters})
 
     @functools.cached_property
     def sizes(self) -> ModelSizes:
@@ -166,10 +171,13 @@ class StageTwoSession:
 
     def share_loaded(self, other: StageTwoSession) -> None:
         """Use `other`'s caption states, loaded models and weight fingerprints: a session on
-        the same weight files with other settings (models reload only if placed otherwise).
+        the same weight files with other settings (models reload only if placed otherwise, or
+        if the other settings merge other LoRA adapters).
         """
-        self.states, self.models, self.placement = other.states, other.models, other.placement
-        self.__dict__["identity"] = other.identity  # the cached_property's slot, taken once
+        self.states = other.states
+        if self.lora == other.lora:
+            self.models, self.placement = other.models, other.placement
+            self.__dict__["identity"] = other.identity  # the cached_property's slot, taken once
 
     def refiner(self, placement: ModelPlacement, captions: Sequence[str]) -> ClipRefiner:
         """A refiner whose models follow `placement` and know every caption (already prefixed)."""
@@ -193,7 +201,7 @@ class StageTwoSession:
     def _load(self, placement: ModelPlacement) -> StageTwoModels:
         if self.device.type == "cpu" and {placement.dtype, placement.vae_dtype} != {"fp32"}:
             self.progress.warn("half precision on the CPU is very slow; pass --dtype fp32 there")
-        models = load_stage_two(self.paths, placement, self.device)
+        models = load_stage_two(self.paths, placement, self.device, self.lora)
         self.placement = placement
         return models
 

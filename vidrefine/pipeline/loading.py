@@ -17,7 +17,7 @@ from torch import nn
 from vidrefine.checkpoints import load_dit, load_vae
 from vidrefine.checkpoints.dit import read_dit_weights
 from vidrefine.checkpoints.vae import read_vae_weights
-from vidrefine.config import DiTConfig
+from vidrefine.config import DiTConfig, RunConfig
 from vidrefine.errors import BadCheckpoint, MissingWeights
 from vidrefine.models.text import TEXT_LENGTH, T5TextEncoder
 from vidrefine.plan.clip import ModelPlacement
@@ -84,6 +84,19 @@ def _encode_one(encoder: T5TextEncoder, caption: str, progress: Progress) -> tor
     return encoded.embeddings[0:1].cpu()
 
 
+def lora_specs(config: RunConfig) -> tuple[tuple[Path, float], ...]:
+    """The adapters `config.lora` names as (file, scale), each file checked to be there: a
+    run checks this before any work (the adapters themselves are checked as they merge).
+    """
+    from vidrefine.train.lora import parse_lora_spec
+
+    specs = tuple(parse_lora_spec(spec) for spec in config.lora)
+    missing = [str(path) for path, _ in specs if not path.is_file()]
+    if missing:
+        raise MissingWeights(f"no LoRA adapter file {', '.join(missing)}")
+    return specs
+
+
 def load_transformer(
     path: Path,
     config: DiTConfig | None,
@@ -91,9 +104,11 @@ def load_transformer(
     stage: int,
     placement: ModelPlacement,
     device: torch.device,
+    lora: Sequence[tuple[Path, float]] = (),
 ) -> nn.Module:
-    """A DiT checkpoint (stage 1 or 2) in the placement's precision, streamed and compiled as
-    it says; `config=None` accepts the architecture the file holds.
+    """A DiT checkpoint (stage 1 or 2) in the placement's precision with the `lora` adapters
+    merged, then streamed and compiled as the placement says; `config=None` accepts the
+    architecture the file holds.
     """
     dit = load_dit(
         path,
@@ -102,6 +117,10 @@ def load_transformer(
         device=load_device(placement.offload, device),
         stage=stage,
     ).eval()
+    if lora:
+        from vidrefine.train.lora import apply_loras
+
+        apply_loras(dit, lora)
     place_blocks(dit, dit.blocks, device, offload=placement.offload, compile=placement.compile)
     return dit
 
@@ -112,11 +131,16 @@ def load_vae_for(path: Path, placement: ModelPlacement, device: torch.device) ->
 
 
 def load_stage_two(
-    paths: Mapping[str, Path], placement: ModelPlacement, device: torch.device
+    paths: Mapping[str, Path],
+    placement: ModelPlacement,
+    device: torch.device,
+    lora: Sequence[tuple[Path, float]] = (),
 ) -> StageTwoModels:
-    """The VAE and the stage-II DiT as `placement` says."""
+    """The VAE and the stage-II DiT (with the `lora` adapters merged) as `placement` says."""
     vae = load_vae_for(paths[VAE_FILE], placement, device)
-    dit = load_transformer(paths[STAGE2_FILE], None, stage=2, placement=placement, device=device)
+    dit = load_transformer(
+        paths[STAGE2_FILE], None, stage=2, placement=placement, device=device, lora=lora
+    )
     return StageTwoModels(
         vae=vae,
         dit=dit,

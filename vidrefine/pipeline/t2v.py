@@ -28,7 +28,7 @@ from vidrefine.errors import BadInput, OutputExists
 from vidrefine.io.writer import VideoWriter
 from vidrefine.pipeline.devices import device_facts
 from vidrefine.pipeline.frames import frames_source, refine_frames
-from vidrefine.pipeline.loading import encode_captions, load_stage_two
+from vidrefine.pipeline.loading import encode_captions, load_stage_two, lora_specs
 from vidrefine.pipeline.refine import ClipRefiner, RefineJob
 from vidrefine.pipeline.steps import stage2_caption
 from vidrefine.pipeline.t2v_manifest import manifest_path, record_clip
@@ -140,6 +140,7 @@ def generate_videos(
     ranks = init_distributed(device.type)
     plugin = _plugin(generator, progress)
     plan = plan_t2v(plugin, config, device)  # before any weight loads; DoesNotFit stops here
+    lora_specs(config)  # and the LoRA files are there
     progress.info(plan.line())
     run = T2VRun(config, plan, output_dir, weights_dir, offline, overwrite, progress, device, ranks)
     jobs = plan_t2v_jobs(
@@ -300,8 +301,9 @@ def _refine_all(
     """Stage II for every clip from its float frames; the models are loaded once."""
     from vidrefine.pipeline.resume import files_identity
 
-    models = load_stage_two(paths, run.plan.models, run.device)
-    identity = files_identity(paths)
+    lora = lora_specs(run.config)
+    models = load_stage_two(paths, run.plan.models, run.device, lora)
+    identity = files_identity({**paths, **{f"lora {i}": p for i, (p, _) in enumerate(lora)}})
     files = {name: str(path) for name, path in paths.items()}
     with run.progress.task("refine", total=len(jobs), unit="clip") as bar:
         for job in jobs:
