@@ -176,3 +176,12 @@ def test_training_can_start_from_zeroed_embeddings_when_asked() -> None:
     assert trainable.base_fingerprint == base  # adapters still belong to the loaded base
     assert not any(p.any() for p in dit.frames_embed.parameters())
     assert not dit.ref_step_embed.fc2.weight.any() and dit.ref_step_embed.fc1.weight.any()
+
+
+def test_holdout_draws_from_a_stream_no_epoch_order_uses_when_seeded_alike() -> None:
+    # the held-out windows and the epochs' data order were once the same torch stream (seed 0,
+    # epoch 0): which windows were held out then decided the first epoch's order
+    from vidrefine.train.loop import holdout_generator, order_generator
+
+    orders = {order_generator(s, e).initial_seed() for s in range(20) for e in range(50)}
+    assert not {holdout_generator(seed).initial_seed() for seed in range(20)} & orders

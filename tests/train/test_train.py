@@ -196,14 +196,17 @@ def test_adapter_for_another_base_model_is_refused_when_applied(tuned_run, tmp_p
     assert "trained on another base model" in output and not (tmp_path / "x.pt").exists()
 
 
-def test_previews_hold_clips_and_a_compare_report_when_asked_for(tuned_run) -> None:
+def test_previews_hold_clips_and_a_compare_report_when_asked_for(tuned_run, tune_cache) -> None:
     from vidrefine.io.probe import probe
 
+    cache = TrainCache(tune_cache)
+    (held,) = split_windows(len(cache), 1, 0).val  # the run's held-out window (seed 0)
+    frames = 4 * (cache.window(held).hr.shape[0] - 1) + 1  # pixel frames of its (T, C, h, w)
     for step in ("step-000000", "step-000030"):
         folder = tuned_run / "previews" / step
         for clip in ("input.mp4", "hr.mp4", "refined.mp4"):
             info = probe(folder / clip)
-            assert (info.frame_count, info.display_hw) == (5, (32, 32))  # the held-out window
+            assert (info.frame_count, info.display_hw) == (frames, (32, 32))
     report = tuned_run / "previews" / "step-000030" / "report"
     assert (report / "index.html").is_file() and (report / "metrics.json").is_file()
 

@@ -11,6 +11,7 @@ degradation steps (the original gives each rank its own sub-range).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -72,14 +73,28 @@ def split_windows(windows: int, val_windows: int, seed: int) -> Split:
         raise BadInput(
             f"--val-windows {val_windows}: the cache holds {windows} windows; leave some to train"
         )
-    order = torch.randperm(windows, generator=torch.Generator().manual_seed(seed)).tolist()
+    order = torch.randperm(windows, generator=holdout_generator(seed)).tolist()
     return Split(train=sorted(order[val_windows:]), val=sorted(order[:val_windows]))
+
+
+def holdout_generator(seed: int) -> torch.Generator:
+    """The generator that picks the held-out windows: a stream of its own (a hash of the seed),
+    never one of the epochs' order streams (`order_generator`), which seed * spacing + epoch
+    would be at epoch 0.
+    """
+    digest = hashlib.blake2b(f"holdout:{seed}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+
+
+def order_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of epoch `epoch`'s data order."""
+    return torch.Generator().manual_seed(seed * _SEED_SPACING + epoch)
 
 
 def window_of(train: Sequence[int], sample: int, seed: int) -> int:
     """The cached window of global sample `sample`: a fresh permutation every epoch."""
     epoch, position = divmod(sample, len(train))
-    generator = torch.Generator().manual_seed(seed * _SEED_SPACING + epoch)
+    generator = order_generator(seed, epoch)
     return train[int(torch.randperm(len(train), generator=generator)[position])]
 
 
