@@ -168,6 +168,23 @@ def test_a_just_created_unlocked_temp_is_kept_when_its_writer_may_not_have_locke
     assert remove_stale_temps(tmp_path) == [young]
 
 
+def test_a_writer_killed_a_moment_ago_is_cleaned_after_the_grace_and_a_live_one_kept_when_settling(
+    tmp_path,
+):
+    # a page or batch restarted right after kill -9 (issue 20 item 6): the killed writer's temp
+    # is younger than the creation grace, so one look keeps it; settling looks again after it
+    live, live_temp = start_writer(tmp_path / "live.mp4")
+    dead, dead_temp = start_writer(tmp_path / "dead.mp4")
+    kill(dead)
+    age(dead_temp, 0)  # written just before the kill
+    try:
+        assert remove_stale_temps(tmp_path) == [] and dead_temp.exists()
+        assert remove_stale_temps(tmp_path, settle=True) == [dead_temp]
+        assert live_temp.exists() and not dead_temp.exists()
+    finally:
+        assert finish(live, tmp_path / "live.mp4") == 0
+
+
 @pytest.mark.parametrize("marker", ["{pid}-", ""], ids=["pid-only", "legacy"])
 def test_an_unlocked_older_format_temp_is_removed_only_when_untouched_for_a_day(tmp_path, marker):
     done = subprocess.Popen([sys.executable, "-c", "pass"])

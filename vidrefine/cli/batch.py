@@ -191,7 +191,7 @@ def remove_stale_temps_in(folders: list[Path], note: Callable[[str], None]) -> N
 
     for folder in dict.fromkeys(folders):
         if folder.is_dir():
-            for path in remove_stale_temps(folder):
+            for path in remove_stale_temps(folder, settle=True):  # a run killed just now too
                 note(f"removed {path}: a temporary file left by a run that was killed")
 
 

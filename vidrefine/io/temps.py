@@ -146,17 +146,34 @@ def _unlink(path: Path) -> bool:
     return True
 
 
-def remove_stale_temps(folder: str | Path, *, now: float | None = None) -> list[Path]:
+def remove_stale_temps(
+    folder: str | Path, *, now: float | None = None, settle: bool = False
+) -> list[Path]:
     """Remove the temporary files that dead runs (kill -9, power loss) left in `folder`.
 
     Only names of our format whose writer is provably gone (`stale_temp`); returns what was
     removed. A folder that cannot be listed, or a file that cannot be removed, is left as it is.
+    With `settle`, files kept only for being younger than the creation grace (a run killed a
+    moment ago) are judged again once it has passed: at most `CREATION_GRACE_SECONDS` later.
     """
     try:
         entries = sorted(Path(folder).iterdir())
     except OSError:
         return []
-    return [path for path in entries if _judge(path, now, remove=True)]
+    removed = [path for path in entries if _judge(path, now, remove=True)]
+    young = [path for path in entries if path not in removed and _young(path, now)]
+    if not settle or not young or now is not None:
+        return removed
+    time.sleep(CREATION_GRACE_SECONDS + 0.1)
+    return removed + [path for path in young if _judge(path, None, remove=True)]
+
+
+def _young(path: Path, now: float | None) -> bool:
+    """Whether `path` is a locking writer's file kept only for being inside the grace."""
+    match = _TEMP_NAME.match(path.name)
+    if match is None or match["host"] is None or path.is_symlink() or not path.is_file():
+        return False
+    return not _untouched(path, CREATION_GRACE_SECONDS, now)
 
 
 __all__ = [
