@@ -24,6 +24,7 @@ from vidrefine.pipeline.loading import (
     found_model_sizes,
     load_stage_two,
     lora_specs,
+    with_adapters,
 )
 from vidrefine.pipeline.refine import (
     ClipRefiner,
@@ -161,8 +162,7 @@ class StageTwoSession:
         """Fingerprints of the weight files and adapters (part of every resume key), taken once
         a session.
         """
-        adapters = {f"lora {i}": str(path) for i, (path, _) in enumerate(self.lora)}
-        return files_identity({**self.paths, **adapters})
+        return files_identity(with_adapters(self.paths, self.lora))
 
     @functools.cached_property
     def sizes(self) -> ModelSizes:

@@ -97,6 +97,11 @@ def lora_specs(config: RunConfig) -> tuple[tuple[Path, float], ...]:
     return specs
 
 
+def with_adapters(paths: Mapping[str, Path], lora: Sequence[tuple[Path, float]]) -> dict[str, Path]:
+    """`paths` and the adapter files of `lora`: the files whose fingerprints key a resume."""
+    return {**paths, **{f"lora {i}": path for i, (path, _) in enumerate(lora)}}
+
+
 def load_transformer(
     path: Path,
     config: DiTConfig | None,

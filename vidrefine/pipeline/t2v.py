@@ -28,7 +28,12 @@ from vidrefine.errors import BadInput, OutputExists
 from vidrefine.io.writer import VideoWriter
 from vidrefine.pipeline.devices import device_facts
 from vidrefine.pipeline.frames import frames_source, refine_frames
-from vidrefine.pipeline.loading import encode_captions, load_stage_two, lora_specs
+from vidrefine.pipeline.loading import (
+    encode_captions,
+    load_stage_two,
+    lora_specs,
+    with_adapters,
+)
 from vidrefine.pipeline.refine import ClipRefiner, RefineJob
 from vidrefine.pipeline.steps import stage2_caption
 from vidrefine.pipeline.t2v_manifest import manifest_path, record_clip
@@ -303,7 +308,7 @@ def _refine_all(
 
     lora = lora_specs(run.config)
     models = load_stage_two(paths, run.plan.models, run.device, lora)
-    identity = files_identity({**paths, **{f"lora {i}": p for i, (p, _) in enumerate(lora)}})
+    identity = files_identity(with_adapters(paths, lora))
     files = {name: str(path) for name, path in paths.items()}
     with run.progress.task("refine", total=len(jobs), unit="clip") as bar:
         for job in jobs:

@@ -11,7 +11,6 @@ degradation steps (the original gives each rank its own sub-range).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from vidrefine.errors import BadInput
+from vidrefine.pipeline.steps import stream_seed
 from vidrefine.train.cache import TrainCache
 from vidrefine.train.loss import LossSettings, draw_loss, loss_inputs, split_step_range
 from vidrefine.train.loss import velocity_loss as loss_of
@@ -78,12 +78,11 @@ def split_windows(windows: int, val_windows: int, seed: int) -> Split:
 
 
 def holdout_generator(seed: int) -> torch.Generator:
-    """The generator that picks the held-out windows: a stream of its own (a hash of the seed),
-    never one of the epochs' order streams (`order_generator`), which seed * spacing + epoch
-    would be at epoch 0.
+    """The generator that picks the held-out windows: a hashed stream of its own
+    (`stream_seed`), never one of the epochs' order streams (`order_generator`), which
+    seed * spacing + epoch would be at epoch 0.
     """
-    digest = hashlib.blake2b(f"holdout:{seed}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+    return torch.Generator().manual_seed(stream_seed(seed, "holdout", 0))
 
 
 def order_generator(seed: int, epoch: int) -> torch.Generator:
