@@ -36,3 +36,37 @@ def diffusers_command(
         out, weights=weights, overwrite=overwrite, offline=offline, say=env.note
     )
     click.echo(f"wrote the diffusers folder {final}")
+
+
+@command.command(name="kohya")
+@click.argument("adapter", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The LoRA file to write (.safetensors).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@weights_options
+@click.pass_obj
+def kohya_command(
+    env: Environment,
+    adapter: Path,
+    output: Path,
+    overwrite: bool,
+    weights: Path | None,
+    offline: bool,
+) -> None:
+    """Write a tune adapter (ADAPTER: its file, or the run folder) as a kohya-style LoRA
+    (lora_up/lora_down/alpha) for ComfyUI wrappers; checked against the stage2 weights.
+    """
+    from vidrefine.checkpoints.weights import STAGE2, resolve
+    from vidrefine.diffusers.kohya import check_kohya_job, export_kohya
+    from vidrefine.train.output import ADAPTER_FILE
+
+    source = adapter / ADAPTER_FILE if adapter.is_dir() else adapter
+    check_kohya_job(source, output, overwrite=overwrite)  # before any weight is fetched
+    paths = resolve((STAGE2,), weights_dir=weights, offline=offline, announce=env.note)
+    export_kohya(source, output, stage2=paths[STAGE2.name], overwrite=overwrite)
+    env.note(f"wrote {output}")

@@ -4,6 +4,7 @@ An adapter made with peft on `vidrefine.models.dit.VideoDiT` names its layers `b
 (under `base_model.model.` when saved from a `PeftModel`, as `vidrefine tune` saves them); the
 diffusers model names the same layers `transformer_blocks.N.attn.qkv`, and diffusers keys a
 pipeline's adapter `transformer.*`. `load_tuned_adapter` loads a `vidrefine tune` adapter file.
+
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from vidrefine.diffusers.transformer import BLOCKS, diffusers_key
+from vidrefine.diffusers.names import BLOCKS, diffusers_key
 
 PEFT_PREFIX = "base_model.model."
 

@@ -19,9 +19,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import USE_PEFT_BACKEND, scale_lora_layers, unscale_lora_layers
 
 from vidrefine.config import DiTConfig
+from vidrefine.diffusers.names import BLOCKS, diffusers_key
 from vidrefine.models.dit import VideoDiT
-
-BLOCKS = "transformer_blocks"  # diffusers' name for VideoDiT's `blocks`
 
 
 class _SharedDiT(VideoDiT):
@@ -69,12 +68,6 @@ def diffusers_config(cfg: DiTConfig) -> dict[str, Any]:
         "mlp_ratio": cfg.mlp_ratio,
         "stage2_embeddings": cfg.stage2_embeddings,
     }
-
-
-def diffusers_key(name: str) -> str:
-    """The name here of a `VideoDiT` module or parameter: `blocks.*` -> `transformer_blocks.*`."""
-    head, dot, rest = name.partition(".")
-    return f"{BLOCKS}{dot}{rest}" if head == "blocks" else name
 
 
 class FlashVideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
