@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from vidrefine.cli.environment import Environment
-from vidrefine.cli.options import weights_options
+from vidrefine.cli.options import file_output_options, weights_options
 
 
 @click.group(name="export")
@@ -40,14 +40,7 @@ def diffusers_command(
 
 @command.command(name="kohya")
 @click.argument("adapter", type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The LoRA file to write (.safetensors).",
-)
-@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@file_output_options("The LoRA file to write (.safetensors).")
 @weights_options
 @click.pass_obj
 def kohya_command(

@@ -140,6 +140,19 @@ def weights_options(func: F) -> F:
     )
 
 
+def file_output_options(what: str) -> Callable[[F], F]:
+    """`-o/--output FILE` (required; `what` is its help) and `--overwrite`."""
+
+    def decorate(func: F) -> F:
+        output = click.option(
+            "-o", "--output", required=True, type=click.Path(path_type=Path), help=what
+        )
+        overwrite = click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+        return _apply([output, overwrite], func)
+
+    return decorate
+
+
 def build_config(preset: str | None, ten_bit: bool | None, **flags: Any) -> RunConfig:
     """Merge defaults < preset < the flags the user gave (flags named as in FLAG_KEYS)."""
     overrides = {FLAG_KEYS[name][0]: value for name, value in flags.items()}

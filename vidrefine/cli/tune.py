@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from vidrefine.cli.environment import Environment
-from vidrefine.cli.options import weights_options
+from vidrefine.cli.options import file_output_options, weights_options
 
 
 @click.group(name="tune")
@@ -351,16 +351,9 @@ def _stopped(exc: Exception, env: Environment) -> None:
     "--merge",
     is_flag=True,
     required=True,
-    help="Merge the adapter into the base weights (the only export there is).",
+    help="Merge the adapter into the base weights (a kohya LoRA: vidrefine export kohya).",
 )
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="stage2-tuned.safetensors (vidrefine) or .pt (the official format).",
-)
-@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@file_output_options("stage2-tuned.safetensors (vidrefine) or .pt (the official format).")
 @weights_options
 @click.pass_obj
 def export(
