@@ -17,7 +17,7 @@ from tests.distributed.harness import free_port
 def worker(rank: int, port: int, out: str) -> None:
     os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank)}
     os.environ |= {"WORLD_SIZE": "2", "LOCAL_RANK": str(rank)}
-    from vidrefine.pipeline.lockstep import Link
+    from vidrefine.pipeline.rank_link import Link
     from vidrefine.runtime.distributed import RankLost, barrier, init_distributed
 
     init_distributed("cpu")

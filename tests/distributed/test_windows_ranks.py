@@ -41,6 +41,9 @@ DROPPED = (1, 3)  # kept windows removed before the 3-rank run: computed again, 
 # other matmul kernels than each rank's batch of 1), in levels of 255: 0-3 measured on 2-core
 # x86-64 CPUs with the tiny models (which amplify float differences), 11 reported on another.
 GUIDANCE_LEVELS = 16
+# the guidance comparison's VAE: 96x64 in two feathered tiles each way, which the pair shares
+# (`pipeline.tile_share`) while rank 2 runs both itself
+TILED = {"size": "96x64", "vae_mode": "blend", "vae_tile_latent": 8, "vae_tile_overlap_latent": 2}
 
 
 @pytest.fixture(scope="module")
@@ -138,24 +141,31 @@ def worker(rank: int, port: int, weights: str, clip: str, short: str, work: str)
 
 
 def guidance_or_alone(rank: int, weights: Path, clip: Path, root: Path, pair) -> None:
-    """Ranks 0-1: the guidance branches of each pass split over the pair, as `--parallel
-    guidance` on 2 ranks does; rank 2: one process, guidance batched and then in turn.
+    """Ranks 0-1: the guidance branches of each pass split over the pair and the VAE tiles
+    shared, as `--parallel guidance` on 2 ranks does; rank 2: one process, guidance batched and
+    then in turn.
     """
     from vidrefine.pipeline.lockstep import refine_across_ranks
+    from vidrefine.pipeline.rank_link import Link
     from vidrefine.pipeline.refine import ClipRefiner
+    from vidrefine.pipeline.tile_share import RankTileShare
     from vidrefine.runtime.guidance_parallel import ParallelDiT, PassGroups
 
     os.environ["VIDREFINE_CACHE"] = str(root / f"guidance-cache-{rank}")
     if rank == 2:
         for name, batched in (("short_one", True), ("short_in_turn", False)):
             refiner, job, plan, info = refiner_and_job(
-                weights, clip, root / f"{name}.mp4", cfg_batched=batched
+                weights, clip, root / f"{name}.mp4", cfg_batched=batched, **TILED
             )
             refiner.refine_file(job, plan, info, resume=False)
     else:
-        refiner, job, plan, info = refiner_and_job(weights, clip, root / "short_guidance.mp4")
+        refiner, job, plan, info = refiner_and_job(
+            weights, clip, root / "short_guidance.mp4", **TILED
+        )
+        assert len(plan.vae.encode_tiles.tiles) == len(plan.vae.decode_tiles.tiles) == 2
         groups = PassGroups(guidance=pair, sequence=None, branch=rank)
-        models = dataclasses.replace(refiner.models, dit=ParallelDiT(refiner.models.dit, groups))
+        dit, share = ParallelDiT(refiner.models.dit, groups), RankTileShare(Link(pair))
+        models = dataclasses.replace(refiner.models, dit=dit, vae_share=share)
         split = ClipRefiner(models, refiner.config, refiner.embeddings)
         refine_across_ranks(
             split, job, plan, info, mode="guidance", overwrite=False, resume=False, group=pair

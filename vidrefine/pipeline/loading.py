@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,6 +40,7 @@ class StageTwoModels:
     device: torch.device
     dtype: torch.dtype  # DiT weights and ODE state
     vae_dtype: torch.dtype
+    vae_share: Any = None  # a `vae_pass.TileShare` when ranks share the VAE passes of a window
 
 
 def encode_captions(

@@ -12,13 +12,14 @@ keeps the windows it made in the resume store and reuses whatever is there on a 
 any number of ranks.
 
 "guidance", "sequence", "guidance+sequence": every rank runs each window, its DiT passes split
-over the ranks (`runtime.guidance_parallel`); rank 0 keeps the resume store and writes.
+over the ranks (`runtime.guidance_parallel`) and the tiles of its VAE passes handed out to them
+(`pipeline.tile_share`); rank 0 keeps the resume store and writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,9 +27,10 @@ import torch
 import torch.distributed as dist
 
 from vidrefine.config import STAGE2_DIT
-from vidrefine.errors import BadInput, VidrefineError
+from vidrefine.errors import BadInput
 from vidrefine.io.probe import MediaInfo
 from vidrefine.io.reader import read_chunks
+from vidrefine.pipeline.rank_link import Link
 from vidrefine.pipeline.refine import (
     READ_CHUNK_FRAMES,
     ClipRefiner,
@@ -38,11 +40,11 @@ from vidrefine.pipeline.refine import (
     finished_output,
 )
 from vidrefine.pipeline.resume import JobStore
+from vidrefine.pipeline.tile_share import RankTileShare
 from vidrefine.plan.clip import ClipPlan
 from vidrefine.plan.ranks import LAYOUT_MODES, RankLayout, window_rank
 from vidrefine.plan.windows import WindowFrames, slice_windows
 from vidrefine.runtime.device import peak_memory_bytes
-from vidrefine.runtime.distributed import all_gather, barrier, global_rank, peers_guard
 from vidrefine.runtime.guidance_parallel import ParallelDiT, pass_groups
 
 MODES = tuple(mode for mode in LAYOUT_MODES if mode != "files")  # every rank on one clip
@@ -111,66 +113,6 @@ def _drain(pieces: Iterable[object]) -> None:
         pass
 
 
-class Link:
-    """This rank's connections in `group`: point-to-point tensors, agreement, bookkeeping."""
-
-    def __init__(self, group: dist.ProcessGroup | None) -> None:
-        self.group = group
-        self.rank, self.size = dist.get_rank(group), dist.get_world_size(group)
-        self.device = torch.device("cpu")
-        if dist.get_backend(group) == "nccl":  # NCCL moves CUDA tensors only
-            self.device = torch.device("cuda", torch.cuda.current_device())
-        self.pending: list[tuple[dist.Work, torch.Tensor]] = []
-
-    def peer(self, rank: int) -> int:
-        """Global rank of group rank `rank`."""
-        return global_rank(self.group, rank)
-
-    def send(self, tensor: torch.Tensor, rank: int) -> None:
-        """Send `tensor` to group rank `rank` without waiting (completed by `finish`)."""
-        wire = tensor.detach().to(self.device).contiguous()
-        self.pending.append((dist.isend(wire, self.peer(rank), group=self.group), wire))
-
-    def recv(self, shape: tuple[int, ...], dtype: torch.dtype, rank: int) -> torch.Tensor:
-        """The next tensor group rank `rank` sends this rank (on the CPU)."""
-        wire = torch.empty(shape, dtype=dtype, device=self.device)
-        with peers_guard():
-            dist.recv(wire, self.peer(rank), group=self.group)
-        return wire.cpu()
-
-    def agree(self, decide: Callable[[], Any]) -> Any:
-        """`decide()` run on rank 0 and handed to every rank; its VidrefineError too."""
-        box: list[Any] = [None]
-        if self.rank == 0:
-            try:
-                box[0] = ("value", decide())
-            except VidrefineError as exc:
-                box[0] = ("error", exc)
-        with peers_guard():
-            dist.broadcast_object_list(box, src=self.peer(0), group=self.group)
-        kind, value = box[0]
-        if kind == "error":
-            raise value
-        return value
-
-    def total(self, count: int) -> int:
-        """The sum of every rank's `count` on rank 0; `count` itself elsewhere."""
-        counts = all_gather(count, self.group)
-        return sum(counts) if self.rank == 0 else count
-
-    def barrier(self) -> None:
-        """Wait for every rank of the group."""
-        barrier(self.group)
-
-    def finish(self) -> None:
-        """Wait until every tensor this rank sent has arrived, then for every rank."""
-        with peers_guard():
-            for work, _ in self.pending:
-                work.wait()
-        self.pending.clear()
-        self.barrier()
-
-
 class _MainStore:
     """The resume store kept by rank 0 alone; each window's lookup is agreed by every rank."""
 
@@ -190,7 +132,8 @@ class _MainStore:
 
 
 def split_refiner(refiner: ClipRefiner, mode: str) -> ClipRefiner:
-    """A refiner whose DiT passes are split over every rank as `mode` says (2 x k ranks);
+    """A refiner whose DiT passes are split over every rank as `mode` says (2 x k ranks), and
+    whose VAE passes hand the window's tiles out to every rank (`pipeline.tile_share`);
     `refiner` itself when it is one already.
 
     Building one creates process groups (collectively, on every rank), which live until the
@@ -201,8 +144,9 @@ def split_refiner(refiner: ClipRefiner, mode: str) -> ClipRefiner:
     layout = RankLayout(mode, dist.get_world_size())  # BadInput for a world the mode cannot use
     groups = pass_groups(layout.guidance_ranks, layout.sequence_ranks)
     dit = ParallelDiT(refiner.models.dit, groups)
+    share = RankTileShare(Link(None))  # the window's VAE tiles over every rank
     return ClipRefiner(
-        dataclasses.replace(refiner.models, dit=dit),
+        dataclasses.replace(refiner.models, dit=dit, vae_share=share),
         refiner.config,
         refiner.embeddings,
         progress=refiner.progress,

@@ -109,6 +109,7 @@ def degraded_start(
         vae_plan,
         sample=config.posterior == "sample",
         generator=generator,
+        share=models.vae_share,
     )
     z = rearrange(z.float() * STAGE2_LATENT_SCALE, "b c t h w -> b t c h w")
     noise = window_noise(z.shape, first_latent, config.seed)
@@ -171,7 +172,9 @@ def decode_to_frames(
     """Latents (B, T, C, h, w) -> uint8 frames (F, H, W, 3) at the output size."""
     z = rearrange(latents, "b t c h w -> b c t h w").to(models.vae_dtype)
     with torch.no_grad():
-        video = decode_latents(models.vae, z / STAGE2_LATENT_SCALE, vae_plan)
+        video = decode_latents(
+            models.vae, z / STAGE2_LATENT_SCALE, vae_plan, share=models.vae_share
+        )
     out_h, out_w = geometry.output_hw
     frames = to_levels(video[0, :, :, :out_h, :out_w], truncate=vae_plan.mode == "faithful")
     return rearrange(frames, "c t h w -> t h w c").cpu().numpy()

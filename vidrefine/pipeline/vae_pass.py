@@ -8,13 +8,16 @@ How the operators run (conv method, call cap, layout, compiled norms) is the pla
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Protocol
+
 import torch
 import torch.nn.functional as F
 
 from vidrefine.models.vae import CausalVideoVAE, latent_mean, sample_latent
 from vidrefine.models.vae_conv import MEASURED, VAEKernels
 from vidrefine.pipeline.blending import add_weighted
-from vidrefine.plan.chunking import pixel_count
+from vidrefine.plan.chunking import Chunk, pixel_count
 from vidrefine.plan.tiling import Tile, TilePlan
 from vidrefine.plan.vae import CUDA_CAP_MI, SPATIAL, VAEKernelPlan, VAEPlan
 from vidrefine.runtime.kernel_choice import FASTEST, compiled
@@ -71,6 +74,71 @@ def pad_to_plan(video: torch.Tensor, plan: VAEPlan) -> torch.Tensor:
     return F.pad(video, (0, pad_w, 0, pad_h, 0, pad_t), mode="replicate")
 
 
+class TileShare(Protocol):
+    """How several ranks share one VAE pass: each computes the tiles it owns, one assembles.
+
+    The assembler adds every tile's parts in the one-process order and hands the result to
+    every rank, so all ranks hold the one-process tensor bit for bit (the parts are the same
+    computation, added in the same order). `pipeline.tile_share.RankTileShare` is the one there
+    is.
+    """
+
+    assembles: bool  # this rank adds the parts (and owns tile 0)
+
+    def owns(self, index: int) -> bool:
+        """Whether this rank computes tile `index`."""
+        ...
+
+    def hand_in(self, part: torch.Tensor) -> None:
+        """Send one computed part (in the accumulator's dtype) to the assembler."""
+        ...
+
+    def take(self, index: int, like: torch.Tensor) -> torch.Tensor:
+        """The next part of tile `index` from its owner, shaped and typed as `like`."""
+        ...
+
+    def spread(self, out: torch.Tensor) -> torch.Tensor:
+        """The assembler's `out`, on every rank."""
+        ...
+
+
+Step = Callable[[Tile, Chunk, Any], tuple[torch.Tensor, Any]]  # (tile, chunk, cache) -> part
+
+
+def _tiled_pass(
+    out: torch.Tensor,
+    tiles: TilePlan,
+    chunks: tuple[Chunk, ...],
+    step: Step,
+    scale: int,
+    share: TileShare | None,
+) -> torch.Tensor:
+    """Fill `out` tile by tile, the causal cache carried over each tile's chunks; with `share`
+    the tiles are computed by their owners and added by the assembler in the same order.
+    """
+    for index, tile in enumerate(tiles.tiles):
+        mine = share is None or share.owns(index)
+        if not (mine or share.assembles):
+            continue
+        cache = None
+        for chunk in chunks:
+            target = out[:, :, chunk.out_start : chunk.out_stop]
+            if mine:
+                part, cache = step(tile, chunk, cache)
+                if share is not None and not share.assembles:
+                    share.hand_in(part.to(out.dtype))
+                    continue
+            else:
+                part = share.take(index, target[(..., *tile.window(scale))])
+            _accumulate(target, part, tiles, tile, scale)
+    return out if share is None else share.spread(out)
+
+
+def _shared(share: TileShare | None, tiles: TilePlan) -> TileShare | None:
+    """`share` where there are tiles to share; one tile is computed by every rank itself."""
+    return share if len(tiles.tiles) > 1 else None
+
+
 @torch.no_grad()
 def encode_video(
     vae: CausalVideoVAE,
@@ -79,11 +147,14 @@ def encode_video(
     *,
     sample: bool,
     generator: torch.Generator | None = None,
+    share: TileShare | None = None,
 ) -> torch.Tensor:
     """Video (B, 3, T, H, W) in [-1, 1] -> UNSCALED latents (B, latent, T', h, w), video's dtype.
 
     Pads to 1 + 4k frames and multiples of 8 (replicate), encodes tile by tile and chunk by chunk,
     blends the posterior moments, then takes the mean or (sample=True) one draw from `generator`.
+    `share` splits the tiles over ranks (every rank then draws from a generator of its own,
+    seeded alike, and gets the same latents).
     """
     _check_shape("video", video, (plan.frames, *plan.size_hw))
     if sample and generator is None:
@@ -95,24 +166,27 @@ def encode_video(
         device=video.device,
         dtype=torch.float32,
     )
-    tiles, kernels = plan.encode_tiles, vae_kernels(plan.kernels, video.device)
-    for tile in tiles.tiles:
-        window = x[(..., *tile.window(SPATIAL))]
-        cache = None
-        for chunk in plan.encode_chunks():
-            pixels = _laid_out(window[:, :, chunk.start : chunk.stop], plan.kernels)
-            part, cache = vae.encode(pixels, cache, kernels)
-            _accumulate(moments[:, :, chunk.out_start : chunk.out_stop], part, tiles, tile, 1)
+    kernels = vae_kernels(plan.kernels, video.device)
+
+    def step(tile: Tile, chunk: Chunk, cache: Any) -> tuple[torch.Tensor, Any]:
+        pixels = x[(..., slice(chunk.start, chunk.stop), *tile.window(SPATIAL))]
+        return vae.encode(_laid_out(pixels, plan.kernels), cache, kernels)
+
+    tiles = plan.encode_tiles
+    moments = _tiled_pass(moments, tiles, plan.encode_chunks(), step, 1, _shared(share, tiles))
     latents = sample_latent(moments, generator) if sample else latent_mean(moments)
     return latents.to(video.dtype)
 
 
 @torch.no_grad()
-def decode_latents(vae: CausalVideoVAE, z: torch.Tensor, plan: VAEPlan) -> torch.Tensor:
+def decode_latents(
+    vae: CausalVideoVAE, z: torch.Tensor, plan: VAEPlan, *, share: TileShare | None = None
+) -> torch.Tensor:
     """UNSCALED latents (B, latent, T', h, w) -> video (B, 3, frames, H, W) float32, unclamped.
 
     Decodes tile by tile (causal chunks inside each tile), blends with the plan's weights (hard
-    seams in faithful mode) and crops the padding back to the plan's frames and size.
+    seams in faithful mode) and crops the padding back to the plan's frames and size. `share`
+    splits the tiles over ranks; every rank returns the same frames.
     """
     _check_shape("latents", z, (plan.latent_frames, *plan.latent_hw))
     out = torch.zeros(
@@ -120,13 +194,12 @@ def decode_latents(vae: CausalVideoVAE, z: torch.Tensor, plan: VAEPlan) -> torch
         device=z.device,
         dtype=torch.float32,
     )
-    tiles, kernels = plan.decode_tiles, vae_kernels(plan.kernels, z.device)
-    for tile in tiles.tiles:
-        window = z[(..., *tile.window(1))]
-        cache = None
-        for chunk in plan.decode_chunks():
-            latents = _laid_out(window[:, :, chunk.start : chunk.stop], plan.kernels)
-            part, cache = vae.decode(latents, cache, kernels)
-            frames = out[:, :, chunk.out_start : chunk.out_stop]
-            _accumulate(frames, part, tiles, tile, SPATIAL)
+    kernels = vae_kernels(plan.kernels, z.device)
+
+    def step(tile: Tile, chunk: Chunk, cache: Any) -> tuple[torch.Tensor, Any]:
+        latents = z[(..., slice(chunk.start, chunk.stop), *tile.window(1))]
+        return vae.decode(_laid_out(latents, plan.kernels), cache, kernels)
+
+    tiles = plan.decode_tiles
+    out = _tiled_pass(out, tiles, plan.decode_chunks(), step, SPATIAL, _shared(share, tiles))
     return out[:, :, : plan.frames, : plan.size_hw[0], : plan.size_hw[1]]
