@@ -2,6 +2,7 @@
 
     python3 benchmarks/parallel.py                      # files mode, 1 and 2 ranks, tiny models
     python3 benchmarks/parallel.py --ranks 1 2 4 --modes files windows --weights DIR
+    python3 benchmarks/parallel.py --modes guidance guidance-vae-tiles   # the VAE shared too
 
 Every measurement is a real `torchrun --nproc-per-node R -m vidrefine upscale ...` run (a fresh
 output folder and resume cache each time), so it includes what a user pays: process start,
@@ -41,6 +42,8 @@ from benchmarks.parallel_traffic import job_traffic  # noqa: E402
 TINY_PRESET = (
     'crf = 0\nsteps = 2\nwindow_latent = 4\nwindow_overlap_latent = 2\nvae_mode = "whole"\n'
 )
+# the same with the VAE in tiles (2 at 64p), which the lockstep modes share over the ranks
+TILED_PRESET = TINY_PRESET.replace('vae_mode = "whole"', 'vae_mode = "blend"\nvae_tile_latent = 8')
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Job:
     clips: Path
     long_clip: Path
     size: str
+    tiled_preset: Path  # TILED_PRESET
 
 
 @dataclass
@@ -106,14 +110,21 @@ for _name in ("windows", "guidance", "sequence"):  # guidance: 2 ranks only
     mode(_name)(one_clip_mode(_name))
 
 
+@mode("guidance-vae-tiles")
+def guidance_tiles_mode(job: Job) -> tuple[list[str], list[str]]:
+    """Guidance split with the window's VAE in tiles, handed out to the ranks too."""
+    return [str(job.long_clip)], ["--parallel", "guidance", "--preset", str(job.tiled_preset)]
+
+
 def make_job(folder: Path, weights: Path | None, size: str) -> Job:
     """Tiny random weights and generated clips (unless real `weights` are given)."""
     from vidrefine.pipeline.selftest import write_test_clip, write_tiny_weights
 
     if weights is None:
         weights = write_tiny_weights(folder / "weights")
-    preset = folder / "bench.toml"
+    preset, tiled = folder / "bench.toml", folder / "bench-tiled.toml"
     preset.write_text(TINY_PRESET)
+    tiled.write_text(TILED_PRESET)
     clips = folder / "clips"
     clips.mkdir()
     for index, frames in enumerate((45, 29, 21, 13)):  # 5, 3, 2 and 1 windows
@@ -122,7 +133,7 @@ def make_job(folder: Path, weights: Path | None, size: str) -> Job:
     long_clip = folder / "long.mp4"
     write_test_clip(long_clip, frames=53)
     long_clip.with_suffix(".txt").write_text("benchmark clip: a long moving gradient")
-    return Job(weights, preset, clips, long_clip, size)
+    return Job(weights, preset, clips, long_clip, size, tiled)
 
 
 def measure(job: Job, name: str, ranks: int, scratch: Path) -> Measurement:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tomllib
 import torch
+from lora_fixtures import write_adapter
 from tiny_runs import TEST_PRESET, run_cli
 
 from tests.media import make_clip
@@ -19,25 +20,6 @@ from vidrefine.checkpoints.dit import load_dit
 from vidrefine.cli.options import build_config
 from vidrefine.errors import BadCheckpoint, ExitCode
 from vidrefine.presets import load_config
-from vidrefine.train.lora import AdapterConfig, save_adapter, weights_fingerprint
-
-TARGETS = ("blocks.0.attn.qkv", "blocks.1.mlp.fc2")
-
-
-def write_adapter(path: Path, base: torch.nn.Module, *, seed: int = 0) -> Path:
-    """A rank-4 adapter on two of `base`'s linears with B far from zero (a trained one)."""
-    gen = torch.Generator().manual_seed(seed)
-    pairs = {}
-    for name in TARGETS:
-        weight = base.get_submodule(name).weight
-        a = torch.randn(4, weight.shape[1], generator=gen)
-        pairs[name] = (a, torch.randn(weight.shape[0], 4, generator=gen))
-    config = AdapterConfig(
-        r=4, lora_alpha=4.0, target_modules=list(TARGETS),
-        base_model_fingerprint=weights_fingerprint(base),
-    )  # fmt: skip
-    save_adapter(path, pairs, {}, config)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,9 @@ STOP_TIMEOUT_S = 60  # a job stops at its next step, a preview runs to its end
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 
 
+ADAPTER = "tuned.safetensors"  # in the session server's adapters folder
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -82,6 +85,8 @@ def serve_command(root: Path, weights: Path, port: int, work: Path | None = None
     args = ["serve", "--port", str(port), "--weights", str(weights), "--preset", str(preset)]
     args += ["--work", str(work or root / "work"), "-o", str(root / "out")]
     args += ["--max-upload-gb", str(MAX_UPLOAD_GB)]
+    if (root / "adapters").is_dir():  # the session server's: one tuned adapter
+        args += ["--adapters", str(root / "adapters")]
     return [sys.executable, "-m", "vidrefine", *args]
 
 
@@ -123,8 +128,17 @@ def stop_server(process: subprocess.Popen, how: int = signal.SIGTERM) -> int | N
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, stage2_weights) -> Iterator[Server]:
-    """`vidrefine serve` on a free port with the tiny weights, 64p output and a 1 MB upload cap."""
-    process, running = start_server(tmp_path_factory.mktemp("serve"), stage2_weights)
+    """`vidrefine serve` on a free port with the tiny weights, 64p output, a 1 MB upload cap
+    and `--adapters` holding `tuned.safetensors` (an adapter of the tiny DiT).
+    """
+    from lora_fixtures import write_adapter
+
+    from vidrefine.checkpoints.dit import load_dit
+
+    root = tmp_path_factory.mktemp("serve")
+    (root / "adapters").mkdir()
+    write_adapter(root / "adapters" / ADAPTER, load_dit(stage2_weights / "stage2.pt", stage=2))
+    process, running = start_server(root, stage2_weights)
     try:
         yield running
     finally:

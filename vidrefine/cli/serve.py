@@ -60,6 +60,12 @@ def default_work_folder() -> Path:
     metavar="NAME",
     help="Text-to-video plugin of the Text to video tab (`vidrefine t2v --list-generators`).",
 )
+@click.option(
+    "--adapters",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Folder of tuned adapters (vidrefine tune) the page offers in its Adapter list.",
+)
 @click.pass_obj
 def command(
     env: Environment,
@@ -74,7 +80,7 @@ def command(
     vidrefine serve                          # http://127.0.0.1:7860
     vidrefine serve --host 0.0.0.0 --auth-file ~/.vidrefine-auth
 
-    The other options (host, port, preset, weights, outputs, upload cap, generator) are
+    The other options (host, port, preset, weights, outputs, upload cap, generator, adapters) are
     `ServeOptions` fields, passed through as they are.
     """
     from vidrefine.presets import load_config

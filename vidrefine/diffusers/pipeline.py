@@ -66,6 +66,7 @@ class _Models:
     device: torch.device
     dtype: torch.dtype
     vae_dtype: torch.dtype
+    vae_share: Any = None  # one process: every VAE tile here
 
 
 class _CausalVAE:

@@ -41,7 +41,9 @@ def clip_outputs(page: Page, view: ClipView) -> tuple[Any, ...]:
 
 
 def settings_controls(page: Page) -> list[Any]:
-    """Preset, size, strength, steps, seed and colour fix, filled from the server's preset."""
+    """Preset, size, strength, steps, seed, colour fix (filled from the server's preset), then
+    the adapter and its strength (`SETTINGS` order).
+    """
     config = page.defaults()
     with gr.Row(equal_height=True):
         preset = gr.Dropdown(page.presets(), value=page.engine.preset, label="Preset")
@@ -59,7 +61,21 @@ def settings_controls(page: Page) -> list[Any]:
         return [cfg.size, cfg.strength, cfg.steps, cfg.seed, cfg.color_fix]
 
     preset.input(preset_defaults, preset, knobs, **PRIVATE)
-    return [preset, *knobs]
+    return [preset, *knobs, *adapter_controls(page)]
+
+
+def adapter_controls(page: Page) -> list[Any]:
+    """A tuned adapter (LoRA) from `serve --adapters DIR`, and its strength."""
+    with gr.Row(equal_height=True):
+        adapter = gr.Dropdown(
+            page.adapters(),
+            value=page.adapters()[0],
+            label="Adapter (LoRA)",
+            allow_custom_value=True,  # a file added since start; the engine checks every name
+            elem_id="adapter",
+        )
+        scale = gr.Slider(-2, 2, value=1.0, step=0.05, label="Adapter strength")
+    return [adapter, scale]
 
 
 def follow_size(page: Page, notice: Any, size: Any, clip: Any) -> None:

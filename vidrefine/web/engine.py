@@ -16,6 +16,7 @@ from typing import Any
 from vidrefine.captioners import DEFAULT_CAPTIONER
 from vidrefine.captions import CaptionCue, load_captions
 from vidrefine.config import RunConfig
+from vidrefine.errors import BadInput
 from vidrefine.io.probe import MediaInfo, probe
 from vidrefine.pipeline.api import Refiner
 from vidrefine.pipeline.preview import Preview
@@ -28,6 +29,7 @@ from vidrefine.web.paths import Folders, free_name
 
 # page control -> RunConfig key; an empty control leaves the preset's value
 SETTING_KEYS = ("size", "strength", "steps", "seed", "color_fix")
+PRESET_ADAPTERS, NO_ADAPTER = "the preset's", "none"  # the adapter control's fixed choices
 
 
 class Engine:
@@ -43,8 +45,10 @@ class Engine:
         weights: Path | None = None,
         offline: bool = False,
         captioner: str = DEFAULT_CAPTIONER,
+        adapters: Path | None = None,
     ) -> None:
         self.refiner, self.preset, self.folders = refiner, preset, folders
+        self.adapters = adapters  # `serve --adapters DIR`: the tuned adapters the page offers
         self.generator, self.weights, self.offline = generator, weights, offline
         self.captioner = captioner  # the "Auto" button's captioner plugin
         self.device_lock = threading.Lock()  # held by whatever runs on the device
@@ -55,7 +59,27 @@ class Engine:
 
     def _settings(self, settings: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         preset = str(settings.get("preset") or self.preset)
-        return preset, {k: settings[k] for k in SETTING_KEYS if settings.get(k) not in (None, "")}
+        knobs = {k: settings[k] for k in SETTING_KEYS if settings.get(k) not in (None, "")}
+        return preset, knobs | self._adapter(settings)
+
+    def adapter_names(self) -> list[str]:
+        """The adapter files (`*.safetensors`) in the adapters folder, by name."""
+        if self.adapters is None or not self.adapters.is_dir():
+            return []
+        return sorted(p.name for p in self.adapters.glob("*.safetensors") if p.is_file())
+
+    def _adapter(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The `lora` knob of the adapter control: {} keeps the preset's, () is none."""
+        name = settings.get("adapter") or PRESET_ADAPTERS
+        if name == PRESET_ADAPTERS:
+            return {}
+        if name == NO_ADAPTER:
+            return {"lora": ()}
+        if name not in self.adapter_names():  # never a path the page was sent
+            raise BadInput(f"adapter {name!r} is not in the adapters folder ({self.adapters})")
+        scale = settings.get("adapter_scale")
+        scale = 1.0 if scale in (None, "") else float(scale)
+        return {"lora": (f"{self.adapters / name}:{scale:g}",)}
 
     def _configured(self, settings: Mapping[str, Any], progress: Progress | None) -> Refiner:
         """The refiner for one run, on the models the last run left loaded (device lock held)."""
@@ -164,4 +188,12 @@ def clip_facts(clip: Path) -> tuple[MediaInfo, str]:
     return info, facts(info)
 
 
-__all__ = ["SETTING_KEYS", "Engine", "clip_facts", "facts", "shots_text"]
+__all__ = [
+    "NO_ADAPTER",
+    "PRESET_ADAPTERS",
+    "SETTING_KEYS",
+    "Engine",
+    "clip_facts",
+    "facts",
+    "shots_text",
+]

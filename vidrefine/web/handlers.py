@@ -25,14 +25,21 @@ from vidrefine.web.captioning import (
     caption_at,
     prefilled_caption,
 )
-from vidrefine.web.engine import Engine, clip_facts, facts, shots_text
+from vidrefine.web.engine import (
+    NO_ADAPTER,
+    PRESET_ADAPTERS,
+    Engine,
+    clip_facts,
+    facts,
+    shots_text,
+)
 from vidrefine.web.jobs import ACTIVE, DONE, RESUMABLE, Job, JobQueue, bug_line
 from vidrefine.web.notices import size_notice
 from vidrefine.web.paths import Folders
 from vidrefine.web.report import job_report
 
 F = TypeVar("F", bound=Callable[..., Any])
-SETTINGS = ("preset", "size", "strength", "steps", "seed", "color_fix")
+SETTINGS = ("preset", "size", "strength", "steps", "seed", "color_fix", "adapter", "adapter_scale")
 
 
 class PageError(Exception):
@@ -72,6 +79,8 @@ def settings_of(values: tuple[Any, ...]) -> dict[str, Any]:
     for key in ("strength", "steps", "seed"):
         if out.get(key) not in (None, ""):
             out[key] = int(out[key])
+    if out.get("adapter_scale") not in (None, ""):
+        out["adapter_scale"] = float(out["adapter_scale"])
     return {k: v for k, v in out.items() if v not in (None, "")}
 
 
@@ -105,6 +114,10 @@ class Page:
     def defaults(self, preset: str | None = None) -> RunConfig:
         """The settings a preset gives (the server's preset when None)."""
         return load_config(preset or self.engine.preset, source="the page")
+
+    def adapters(self) -> list[str]:
+        """Adapter choices: the preset's (default), none, and each file of `serve --adapters`."""
+        return [PRESET_ADAPTERS, NO_ADAPTER, *self.engine.adapter_names()]
 
     def presets(self) -> list[str]:
         """Preset choices: the built-in ones and the server's own."""

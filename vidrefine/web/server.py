@@ -53,6 +53,7 @@ class ServeOptions:
     weight_paths: Mapping[str, Path]  # stage II's files, found (or fetched) before serving
     generator: str = "flashvideo-stage1"
     official_gb: Mapping[str, float] = field(default_factory=dict)  # official size of each file
+    adapters: Path | None = None  # `--adapters DIR`: tuned adapters offered by the page
 
 
 def is_loopback(host: str) -> bool:
@@ -251,6 +252,7 @@ def build_page(options: ServeOptions, folders: Folders) -> tuple[gr.Blocks, JobQ
         generator=options.generator,
         weights=options.weights,
         offline=options.offline,
+        adapters=None if options.adapters is None else options.adapters.resolve(),
     )
     queue = JobQueue(folders.jobs_file, engine.run, start=False)
     note = weights_note(options.weight_paths, options.official_gb)
