@@ -112,3 +112,36 @@ def test_refiner_from_pretrained_merges_the_adapter_it_is_given_when_streaming(
     )  # fmt: skip
     with pytest.raises(BadCheckpoint, match="not a vidrefine LoRA adapter"):
         next(not_an_adapter.stream(frames, caption="a fox"))
+
+
+def test_resume_key_names_an_adapter_by_content_and_scale_when_paths_differ(
+    adapter, stage2_weights, tmp_path, monkeypatch
+):
+    from fractions import Fraction
+
+    from vidrefine.config import RunConfig
+    from vidrefine.pipeline.loading import lora_specs, with_adapters
+    from vidrefine.pipeline.refine import RefineJob, file_job_key
+    from vidrefine.pipeline.resume import files_identity
+    from vidrefine.plan.clip import SourceFacts, plan_clip
+    from vidrefine.plan.hardware import CPU
+
+    monkeypatch.chdir(adapter.parent)
+    other = write_adapter(
+        tmp_path / "other.safetensors", load_dit(stage2_weights / "stage2.pt"), seed=5
+    )
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not decoded here")
+    source = SourceFacts((48, 64), 9, Fraction(24), Fraction(1, 24))
+
+    def key(*lora: str) -> str:
+        config = RunConfig(size="64p", lora=lora)
+        weights = files_identity(with_adapters({}, lora_specs(config)))
+        job = RefineJob(clip, tmp_path / "out.mp4", "a fox")
+        return file_job_key(config, job, plan_clip(source, config, CPU), weights)
+
+    relative = key(f"{adapter.name}:0.5")
+    assert key(f"{adapter}:0.5") == relative  # absolute path: the same run
+    assert key(f"{adapter}:0.7") != relative  # another scale
+    assert key(f"{other}:0.5") != relative  # another adapter
+    assert key(f"{adapter}") != key()  # an adapter at all

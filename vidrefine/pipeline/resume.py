@@ -13,7 +13,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,18 @@ _NON_NUMERIC_KNOBS = {
 }
 
 
+def adapter_scales(lora: Sequence[str]) -> list[float]:
+    """What of `RunConfig.lora` keys a resume besides the files: each adapter's scale, in order.
+
+    The adapter files themselves are in the weights identity by content (`with_adapters`,
+    `file_identity`), so the same adapter named by a relative or an absolute path, or through
+    a link, is the same run.
+    """
+    from vidrefine.train.lora import parse_lora_spec
+
+    return [parse_lora_spec(spec)[1] for spec in lora]
+
+
 def resume_key(
     config: RunConfig,
     identity: dict,
@@ -162,6 +174,7 @@ def resume_key(
     (windows kept by a release with other noise are not mixed into this run).
     """
     numbers = {k: v for k, v in asdict(config).items() if k not in _NON_NUMERIC_KNOBS}
+    numbers["lora"] = adapter_scales(config.lora)
     decisions = {"geometry": asdict(plan.geometry), "vae": asdict(plan.vae)}
     return job_key(
         {
