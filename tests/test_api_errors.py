@@ -60,9 +60,7 @@ def test_a_device_that_is_not_one_is_bad_input_when_the_refiner_is_made(
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 @pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda")])
-def test_cuda_without_a_gpu_is_bad_input_before_any_loading_when_asked_for(
-    stage2_weights, device
-):
+def test_cuda_without_a_gpu_is_bad_input_before_any_loading_when_asked_for(stage2_weights, device):
     with pytest.raises(BadInput, match="no CUDA GPU|without CUDA") as caught:
         Refiner.from_pretrained(stage2_weights, offline=True, device=device, progress=False)
     assert "device='cpu'" in str(caught.value)

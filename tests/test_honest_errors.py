@@ -108,9 +108,7 @@ def test_converted_file_gets_ordinary_permissions_and_no_temporary_is_left_when_
         ("0,,1", "not a seed"),
     ],
 )
-def test_t2v_seed_outside_0_to_2_63_is_one_line_before_any_work_when_given(
-    tmp_path, seeds, phrase
-):
+def test_t2v_seed_outside_0_to_2_63_is_one_line_before_any_work_when_given(tmp_path, seeds, phrase):
     out = tmp_path / "out"
     code, text = vidrefine("t2v", "--prompt", "a b", f"--seeds={seeds}", "-o", out)
     assert code == ExitCode.BAD_INPUT

@@ -131,9 +131,7 @@ def test_compare_report_is_refused_before_measuring_when_its_parent_cannot_be_wr
     assert code == ExitCode.BAD_INPUT and "cannot write" in error_line(text)
 
 
-def test_upscale_report_never_deletes_the_output_it_writes_when_overwrite_is_given(
-    clip, tmp_path
-):
+def test_upscale_report_never_deletes_the_output_it_writes_when_overwrite_is_given(clip, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "older.mp4").write_bytes(b"precious")

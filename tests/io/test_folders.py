@@ -28,9 +28,7 @@ def test_a_made_folder_with_subfolders_is_replaced_whole_when_overwrite_is_given
 
 
 @pytest.mark.parametrize("stranger", ["a/b/mine.txt", "a/notes/x.txt", "link"])
-def test_a_made_folder_is_never_replaced_when_it_holds_a_file_of_someone_else(
-    tmp_path, stranger
-):
+def test_a_made_folder_is_never_replaced_when_it_holds_a_file_of_someone_else(tmp_path, stranger):
     folder = tmp_path / "out"
     make(folder)
     path = folder / stranger
