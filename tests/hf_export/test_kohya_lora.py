@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lora_fixtures import TARGETS, write_adapter
 from safetensors import safe_open
 from safetensors.torch import load_file
 from tiny_runs import run_cli
@@ -17,34 +18,14 @@ from vidrefine.checkpoints.dit import load_dit
 from vidrefine.diffusers.export import load_transformer
 from vidrefine.diffusers.names import diffusers_key
 from vidrefine.errors import ExitCode
-from vidrefine.train.lora import AdapterConfig, apply_loras, save_adapter, weights_fingerprint
+from vidrefine.train.lora import apply_loras
 
-TARGETS = ("blocks.0.attn.qkv", "blocks.1.mlp.fc2")
 EMBEDDING = "frames_embed.fc2"
 
 
-def write_tuned_adapter(path: Path, base: torch.nn.Module, *, seed: int = 0) -> Path:
+def write_tuned_adapter(path: Path, base: torch.nn.Module) -> Path:
     """A rank-4, alpha-8 adapter on two linears plus a whole-trained embedding layer."""
-    gen = torch.Generator().manual_seed(seed)
-    pairs = {}
-    for name in TARGETS:
-        weight = base.get_submodule(name).weight
-        a = 0.2 * torch.randn(4, weight.shape[1], generator=gen)
-        pairs[name] = (a, 0.2 * torch.randn(weight.shape[0], 4, generator=gen))
-    layer = base.get_submodule(EMBEDDING)
-    modules = {
-        f"{EMBEDDING}.weight": layer.weight + 0.1 * torch.randn(layer.weight.shape, generator=gen),
-        f"{EMBEDDING}.bias": layer.bias + 0.1 * torch.randn(layer.bias.shape, generator=gen),
-    }
-    config = AdapterConfig(
-        r=4,
-        lora_alpha=8.0,
-        target_modules=list(TARGETS),
-        modules_to_save=["frames_embed"],
-        base_model_fingerprint=weights_fingerprint(base),
-    )
-    save_adapter(path, pairs, modules, config)
-    return path
+    return write_adapter(path, base, spread=0.2, alpha=8.0, whole=(EMBEDDING,))
 
 
 def walk(model: torch.nn.Module, parts: list[str]) -> torch.nn.Module:

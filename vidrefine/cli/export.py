@@ -59,7 +59,7 @@ def kohya_command(
     from vidrefine.train.output import ADAPTER_FILE
 
     source = adapter / ADAPTER_FILE if adapter.is_dir() else adapter
-    check_kohya_job(source, output, overwrite=overwrite)  # before any weight is fetched
+    tuned = check_kohya_job(source, output, overwrite=overwrite)  # before any weight is fetched
     paths = resolve((STAGE2,), weights_dir=weights, offline=offline, announce=env.note)
-    export_kohya(source, output, stage2=paths[STAGE2.name], overwrite=overwrite)
+    export_kohya(tuned, output, stage2=paths[STAGE2.name], overwrite=overwrite)
     env.note(f"wrote {output}")

@@ -88,20 +88,22 @@ def check_kohya_job(adapter_path: str | Path, out: str | Path, *, overwrite: boo
 
 
 def export_kohya(
-    adapter_path: str | Path, out: str | Path, *, stage2: Path, overwrite: bool = False
+    adapter: Adapter, out: str | Path, *, stage2: Path, overwrite: bool = False
 ) -> Path:
-    """Write the `vidrefine tune` adapter at `adapter_path` as kohya's LoRA file `out`.
+    """Write `adapter` (as `check_kohya_job` read it) as kohya's LoRA file `out`.
 
     The adapter is checked against `stage2` (its fingerprint and every shape) before anything
-    is written; `out` is written to a temporary file and renamed when complete. Raises what
-    `check_kohya_job` raises, and BadCheckpoint for an adapter of another base model.
+    is written; `out` is written to a temporary file and renamed when complete.
+
+    Raises:
+        BadCheckpoint: the adapter was trained on another base model.
+        OutputExists: `out` appeared meanwhile and `overwrite` is False.
     """
     from vidrefine.checkpoints.common import save_safetensors
     from vidrefine.checkpoints.dit import load_dit
     from vidrefine.io.atomic import atomic_output
     from vidrefine.train.lora import _check_fits, weights_fingerprint
 
-    adapter = check_kohya_job(adapter_path, out, overwrite=overwrite)
     base = load_dit(stage2, None, stage=2)
     _check_fits(adapter, base, weights_fingerprint(base))
     tensors = to_kohya(adapter, base.state_dict())

@@ -67,12 +67,16 @@ class Link:
         """Wait for every rank of the group."""
         barrier(self.group)
 
-    def finish(self) -> None:
-        """Wait until every tensor this rank sent has arrived, then for every rank."""
+    def drain(self) -> None:
+        """Wait until every tensor this rank sent has arrived."""
         with peers_guard():
             for work, _ in self.pending:
                 work.wait()
         self.pending.clear()
+
+    def finish(self) -> None:
+        """Wait until every tensor this rank sent has arrived, then for every rank."""
+        self.drain()
         self.barrier()
 
 

@@ -41,11 +41,9 @@ class RankTileShare:
 
     def spread(self, out: torch.Tensor) -> torch.Tensor:
         """Rank 0's `out` on every rank, once every part sent has arrived."""
+        self.link.drain()
+        wire = out.to(self.link.device).contiguous()
         with peers_guard():
-            for work, _ in self.link.pending:
-                work.wait()
-            self.link.pending.clear()
-            wire = out.to(self.link.device).contiguous()
             dist.broadcast(wire, src=self.link.peer(0), group=self.link.group)
         return wire.to(out.device)
 
