@@ -29,6 +29,10 @@ MAX_UPLOAD_GB = 0.001  # 1 MB: the sample clip (71 kB) passes, a 2 MB file does 
 START_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 60  # a job stops at its next step, a preview runs to its end
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
+# Any one command to chromedriver; Selenium's own default (the socket default, None) waits forever
+# on a browser that stopped answering, and a CI run then hangs instead of failing.
+DRIVER_TIMEOUT_S = 120
+PAGE_LOAD_TIMEOUT_S = 60
 
 
 ADAPTER = "tuned.safetensors"  # in the session server's adapters folder
@@ -71,6 +75,9 @@ def serve_environment(root: Path) -> dict[str, str]:
         "XDG_CACHE_HOME": str(root / "xdg"),
         "HF_HUB_OFFLINE": "1",
         "GRADIO_ANALYTICS_ENABLED": "False",
+        # One compute thread: on two cores beside a busy browser, two OpenMP threads wait for
+        # each other at every op (a 1-minute refine took 48 minutes once); one never waits.
+        "OMP_NUM_THREADS": "1",
     }
     env.pop("VIDREFINE_WEIGHTS", None)
     return env
@@ -177,7 +184,13 @@ def browser(downloads):
     options.page_load_strategy = "eager"  # the tests wait for the page's own elements
     prefs = {"download.default_directory": str(downloads), "download.prompt_for_download": False}
     options.add_experimental_option("prefs", prefs)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(found[1]), options=options)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DRIVER_TIMEOUT_S)  # Selenium's client reads its timeout from here
+    try:
+        driver = webdriver.Chrome(service=webdriver.ChromeService(found[1]), options=options)
+    finally:
+        socket.setdefaulttimeout(previous)
     driver.implicitly_wait(0)
+    driver.set_page_load_timeout(PAGE_LOAD_TIMEOUT_S)
     yield driver
     driver.quit()

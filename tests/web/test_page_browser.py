@@ -147,9 +147,6 @@ def test_cancelled_job_keeps_its_windows_and_resumes_from_them_when_driven_in_a_
     open_page(browser, server.url)
     upload_sample(browser, tmp_path)
     type_into(browser, "#seed input", "1")  # a job no earlier test has kept windows of
-    # 4x the pixels of the preset's 64p, so the cancel lands before the last window on an idle
-    # machine (at 64p all nine windows could finish between two of the page's status updates)
-    type_into(browser, SIZE_BOX, "128p")
 
     by_css(browser, "#refine-button").click()
     job = job_id(browser)
