@@ -47,11 +47,10 @@ def pattern_frame(index: int, size_hw: tuple[int, int], seed: int = 0) -> np.nda
     height, width = size_hw
     rows = (np.arange(height) * GRID) // height  # block row of each pixel row
     cols = (np.arange(width) * GRID) // width
-    bit = rows[:, None] * GRID + cols[None, :]  # (H, W) block number
-    on = (index >> bit) & 1
+    on = (index >> np.arange(GRID * GRID).reshape(GRID, GRID)) & 1  # block b lit: bit b
     tint = np.random.default_rng(seed).integers(-15, 16, size=3)
-    image = np.where(on[..., None] == 1, BRIGHT + tint, DARK + tint)
-    return image.astype(np.uint8)
+    blocks = np.where(on[..., None] == 1, BRIGHT + tint, DARK + tint).astype(np.uint8)
+    return blocks.take(rows, axis=0).take(cols, axis=1)  # each pixel takes its block's colour
 
 
 def decode_index(frame: np.ndarray) -> int:
@@ -271,3 +270,28 @@ def read_all(path, **kwargs):
         times += [float(p * chunk.time_base) for p in chunk.pts]
     stacked = np.concatenate(frames) if frames else np.zeros((0, 1, 1, 3), np.uint8)
     return stacked, times, reader
+
+
+def trim_clip(src: str | Path, dst: str | Path, frames: int) -> Path:
+    """The first `frames` frames of `src` (H.264, its size and frame rate) and its audio up to
+    the same time (AAC), written to `dst`: a shorter copy of a real clip.
+    """
+    with av.open(str(src)) as source, av.open(str(dst), mode="w") as out:
+        video_in, audio_in = source.streams.video[0], source.streams.audio[0]
+        video = out.add_stream("libx264", rate=video_in.average_rate, options={"crf": "18"})
+        video.width, video.height, video.pix_fmt = video_in.width, video_in.height, "yuv420p"
+        audio = out.add_stream("aac", rate=audio_in.rate, layout=audio_in.layout.name)
+        end_s = frames / float(video_in.average_rate)
+        for i, frame in enumerate(source.decode(video_in)):
+            if i == frames:
+                break
+            frame.pts, frame.time_base = i, 1 / video_in.average_rate
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        source.seek(0)
+        for frame in source.decode(audio_in):
+            if frame.time is not None and frame.time >= end_s:
+                break
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    return Path(dst)
