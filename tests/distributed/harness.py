@@ -7,6 +7,10 @@ its first output (all of that clip's windows are then in the resume store): the 
 `DIE_RANK`, or with "first" whichever rank gets there first (`RankRun.died`). torchrun writes
 each rank's stdout and stderr to its own files (`--redirects 3`), so a test can tell who
 printed what.
+
+`fork_ranks` starts the ranks of the tests that call torch.distributed themselves (gloo, no
+torchrun) by fork: each starts with what the test process imported, not with seconds of
+interpreter and torch start-up per rank.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DIE_RANK = "VIDREFINE_TEST_DIE_RANK"  # the rank the worker kills before it publishes an output
+WAIT_FOR_PEER = "VIDREFINE_TEST_WAIT_FOR_PEER"  # seconds a rank's first publish waits for another's
 EVENT_DIR = "VIDREFINE_TEST_EVENTS"  # where the worker writes rank<N>.log of published files
 
 
@@ -28,6 +34,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def fork_ranks(worker: Callable[..., None], args: tuple, nprocs: int) -> None:
+    """`worker(rank, *args)` in `nprocs` forked processes; raises if any of them failed.
+
+    Each rank runs torch on one thread, set before anything else: OpenMP's thread pool does not
+    survive a fork (and one thread a rank is what torchrun's OMP_NUM_THREADS=1 gives).
+    """
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_one_thread, args=(worker, *args), nprocs=nprocs, start_method="fork")
+
+
+def _one_thread(rank: int, worker: Callable[..., None], *args: object) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    worker(rank, *args)
 
 
 @dataclass

@@ -20,9 +20,12 @@ from tiny_runs import run_cli
 
 from tests.distributed.harness import DIE_RANK, RankRun, torchrun
 from tests.media import make_clip, read_all
+from tests.train.conftest import write_weights
 
 pytestmark = pytest.mark.slow
-FRAMES = (21, 5, 13)  # uneven: 2 windows, then 1 and 1 (13-frame windows, stride 8)
+FRAMES = (9, 5, 5)  # uneven: 2 windows, then 1 and 1 (5-frame windows, stride 4)
+# tiny_runs.TEST_PRESET with windows of 2 latents (5 frames) overlapping by 1, not 4 by 2
+PRESET = 'crf = 0\nsteps = 2\nwindow_latent = 2\nwindow_overlap_latent = 1\nvae_mode = "whole"\n'
 
 
 @dataclass(frozen=True)
@@ -45,14 +48,19 @@ class Batch:
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory, stage2_weights: Path, tiny_preset: Path) -> Batch:
+def batch(tmp_path_factory, stage2_weights: Path) -> Batch:
+    """The clips, and their one-process outputs on the training tests' small weights (one resnet
+    a VAE level, a one-block DiT) beside the shared tiny T5."""
     root = tmp_path_factory.mktemp("ranks")
+    weights = write_weights(root / "weights", stage2_weights / "t5-v1_1-xxl")
+    preset = root / "short-windows.toml"
+    preset.write_text(PRESET)
     clips = root / "clips"
     clips.mkdir()
     for index, frames in enumerate(FRAMES):
         make_clip(clips / f"c{index}.mp4", frames=frames, size_hw=(32, 48), seed=index)
         (clips / f"c{index}.txt").write_text(f"clip number {index} of a tiny batch")
-    flags = ["--weights", str(stage2_weights), "--offline", "--preset", str(tiny_preset)]
+    flags = ["--weights", str(weights), "--offline", "--preset", str(preset)]
     flags += ["--size", "64p"]
     batch = Batch(root, clips, flags, root / "single")
     threads = torch.get_num_threads()

@@ -9,9 +9,8 @@ import os
 from pathlib import Path
 
 import torch
-import torch.multiprocessing as mp
 
-from tests.distributed.harness import free_port
+from tests.distributed.harness import fork_ranks, free_port
 
 
 def worker(rank: int, port: int, out: str) -> None:
@@ -39,7 +38,7 @@ def worker(rank: int, port: int, out: str) -> None:
 
 def test_lost_rank_is_one_clear_line_when_a_peer_vanishes_mid_run(tmp_path: Path) -> None:
     out = tmp_path / "seen.json"
-    mp.spawn(worker, args=(free_port(), str(out)), nprocs=2)
+    fork_ranks(worker, (free_port(), str(out)), 2)
     seen = json.loads(out.read_text())
     for name in ("recv", "barrier"):
         assert seen[name].startswith("lost contact with another rank ("), seen

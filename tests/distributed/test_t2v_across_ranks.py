@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from t2v_fixtures import register_plugins, write_tiny_weights
 
-from tests.distributed.harness import ROOT, torchrun
+from tests.distributed.harness import ROOT, WAIT_FOR_PEER, torchrun
 from tests.media import read_all
 from vidrefine.cli import cli
 from vidrefine.pipeline.t2v import SCRATCH_DIR
@@ -41,7 +41,10 @@ def test_two_ranks_make_the_previews_of_one_process_and_one_manifest(
     assert single.exit_code == 0, single.output
 
     path = os.pathsep.join([str(ROOT), str(ROOT / "tests"), str(site)])
-    run = torchrun(2, [*base, "-o", str(tmp_path / "two")], tmp_path, env={"PYTHONPATH": path})
+    # the first rank to publish a preview waits for the other: the hand-out is dynamic, and a
+    # rank still loading its generator under load would otherwise find no clip left to draw
+    env = {"PYTHONPATH": path, WAIT_FOR_PEER: "60"}
+    run = torchrun(2, [*base, "-o", str(tmp_path / "two")], tmp_path, env=env)
     assert run.returncode == 0, run.console + run.stderr[0] + run.stderr[1]
     one, two = (json.loads((tmp_path / d / MANIFEST_NAME).read_text()) for d in ("single", "two"))
     assert len(two["clips"]) == 2

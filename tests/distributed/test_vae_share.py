@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from tests.distributed.harness import free_port
+from tests.distributed.harness import fork_ranks, free_port
 from vidrefine.config import VAEConfig
 from vidrefine.plan.vae import plan_vae
 
@@ -62,7 +61,6 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.set_num_threads(1)
     vae = tiny_vae()
     gen = torch.Generator().manual_seed(11)
     video = torch.rand(1, 3, FRAMES, *SIZE_HW, generator=gen) * 2 - 1
@@ -85,7 +83,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
 def test_shared_vae_passes_equal_one_process_on_every_rank_when_tiles_go_round(
     world: int, tmp_path: Path
 ) -> None:
-    mp.spawn(worker, args=(world, free_port(), str(tmp_path)), nprocs=world, join=True)
+    fork_ranks(worker, (world, free_port(), str(tmp_path)), world)
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
     tiles = reports[0]
     assert tiles["blend 6 tiles"]["tiles"] == [6, 6] and tiles["blend 2 tiles"]["tiles"] == [2, 2]

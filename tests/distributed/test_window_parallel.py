@@ -1,6 +1,6 @@
 """One DiT pass over several ranks (gloo, CPU): guidance parallel, sequence parallel (Ulysses)
 and both together equal the one-process pass within float32 rounding, where the heads divide
-among the ranks and where they do not. One spawn of 4 processes checks every layout.
+among the ranks and where they do not. One start of 4 (forked) processes checks every layout.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from tests.distributed.harness import free_port
+from tests.distributed.harness import fork_ranks, free_port
 from vidrefine.config import DiTConfig
 
 WORLD = 4
@@ -72,7 +71,6 @@ def worker(rank: int, port: int, out: str) -> None:
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    torch.set_num_threads(1)
     x, index, context, frames, ref = pair_inputs()
     errors: dict[str, float] = {}
     with torch.no_grad():
@@ -97,7 +95,7 @@ def worker(rank: int, port: int, out: str) -> None:
 
 def test_split_dit_passes_equal_the_one_process_pass_when_heads_divide_and_when_not(tmp_path):
     out = tmp_path / "errors.json"
-    mp.spawn(worker, args=(free_port(), str(out)), nprocs=WORLD)
+    fork_ranks(worker, (free_port(), str(out)), WORLD)
     errors = json.loads(out.read_text())
     assert len(errors) == 3 * len(HEADS)
     print("max error per layout:", errors)

@@ -4,7 +4,7 @@ OMP_NUM_THREADS=1), also when some windows are reused from a kept run; guidance 
 bit-identical to one process running its guidance passes in turn, and within a few levels of
 the default one-process file, which batches them (docs/distributed.md).
 
-One spawn of 3 processes: rank 2 refines the clip alone (keeping its windows) while ranks 0-1
+One fork of 3 processes: rank 2 refines the clip alone (keeping its windows) while ranks 0-1
 refine it together; then all 3 refine it, reusing the windows rank 2 kept except two; then
 all 3 refine it with every DiT pass split by tokens (`--parallel sequence`, written by rank 0);
 last, ranks 0-1 refine a one-window clip with the guidance branches split (`--parallel
@@ -24,9 +24,8 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from tests.distributed.harness import free_port
+from tests.distributed.harness import fork_ranks, free_port
 
 WORLD = 3
 # 9-frame windows with a stride of 4: 25 frames are 5 windows
@@ -97,7 +96,6 @@ def worker(rank: int, port: int, weights: str, clip: str, short: str, work: str)
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    torch.set_num_threads(1)
     root = Path(work)
     pair = dist.new_group([0, 1])
     kept = root / "kept-windows"
@@ -201,7 +199,7 @@ def test_a_clip_on_2_and_3_ranks_is_bit_identical_to_one_process_when_windows_ar
     clip = make_clip(tmp_path / "in.mp4", frames=FRAMES, size_hw=(48, 64), fps=Fraction(24))
     short = make_clip(tmp_path / "short.mp4", frames=SHORT_FRAMES, size_hw=(48, 64), seed=1)
     args = (free_port(), str(lean_weights), str(clip.path), str(short.path), str(tmp_path))
-    mp.spawn(worker, args=args, nprocs=WORLD)
+    fork_ranks(worker, args, WORLD)
     report = json.loads((tmp_path / "report.json").read_text())
     gaps = report["gaps"]
     print("largest difference from one process, levels of 255:", gaps)

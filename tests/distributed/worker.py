@@ -8,6 +8,11 @@ and kills itself with SIGKILL at its first such call (in torchrun's first attemp
 that a restarted group goes on): a rank dying the hard way with one clip's windows in the
 resume store and its output not yet in place.
 
+When `$VIDREFINE_TEST_WAIT_FOR_PEER` is set, a rank that is about to publish its first output
+waits (up to that many seconds) until another rank has published one: the rank that got going
+first cannot also draw every other clip of a dynamic hand-out while a slower rank is still
+loading its models, so that a test can see every rank make a clip whatever the machine's load.
+
 At exit (after vidrefine's own exit handlers) the worker writes the names of the native threads
 still alive to `threads-rank<RANK>.log`: a process group that `shutdown()` really destroyed
 leaves no gloo thread behind to be torn down while the interpreter finalises.
@@ -19,10 +24,12 @@ import atexit
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 VIDEO = (".mp4", ".mkv", ".mov")
 RANK = os.environ.get("RANK", "0")
+WAIT_FOR_PEER = "VIDREFINE_TEST_WAIT_FOR_PEER"
 
 
 def _on_event(event: str, args: tuple) -> None:
@@ -34,8 +41,20 @@ def _on_event(event: str, args: tuple) -> None:
     folder = Path(os.environ["VIDREFINE_TEST_EVENTS"])
     if _chosen_to_die(folder):
         os.kill(os.getpid(), signal.SIGKILL)
+    first = not (folder / f"rank{RANK}.log").exists()
     with (folder / f"rank{RANK}.log").open("a") as log:
         log.write(str(Path(target).resolve()) + "\n")
+    if first and os.environ.get(WAIT_FOR_PEER):
+        _wait_for_peer(folder, float(os.environ[WAIT_FOR_PEER]))
+
+
+def _wait_for_peer(folder: Path, seconds: float) -> None:
+    """Until another rank's log of published files exists in `folder` (at most `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(p.name != f"rank{RANK}.log" for p in folder.glob("rank*.log")):
+            return
+        time.sleep(0.05)
 
 
 def _chosen_to_die(folder: Path) -> bool:
