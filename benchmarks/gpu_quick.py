@@ -71,7 +71,7 @@ TINY = Sizes(
     32,
     3,
     (16, 24),
-    VAEConfig(block_out_channels=(32, 32, 32, 32)),
+    VAEConfig(block_out_channels=(8, 8, 8, 8), norm_groups=4, layers_per_block=1),
     5,
     DiTConfig(hidden_size=64, num_layers=2, num_heads=2, text_dim=32, stage2_embeddings=True),
     (3, 4, 6),
