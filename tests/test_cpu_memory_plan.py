@@ -116,8 +116,17 @@ print(json.dumps({"predicted": predicted, "measured": peak}))
 def test_cpu_host_prediction_tracks_the_measured_peak_when_tiny_weights_stream(
     stage2_weights, tmp_path
 ):
+    # The VAE with the official three resnets a level (the shared tiny one has one): its
+    # passes are what the prediction must track here.
+    from vae_fixtures import write_official_vae
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("stage2.pt", "t5-v1_1-xxl"):
+        (weights / name).symlink_to(stage2_weights / name)
+    write_official_vae(weights / "3d-vae.pt", seed=1, widths=(32, 32, 32, 32), layers=3)
     done = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(stage2_weights)],
+        [sys.executable, "-c", MEASURE, str(weights)],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -81,11 +81,13 @@ def official_vae_shapes(widths: tuple[int, ...] = TINY_WIDTHS, layers: int = 3) 
     return s
 
 
-def random_official_vae(seed: int = 0, widths: tuple[int, ...] = TINY_WIDTHS) -> dict:
+def random_official_vae(
+    seed: int = 0, widths: tuple[int, ...] = TINY_WIDTHS, layers: int = 3
+) -> dict:
     """Seeded random tensors for every official key, scaled so activations stay O(1)."""
     gen = torch.Generator().manual_seed(seed)
     tensors = {}
-    for key, shape in sorted(official_vae_shapes(widths).items()):
+    for key, shape in sorted(official_vae_shapes(widths, layers).items()):
         if len(shape) == 1:
             base = 1.0 if "norm" in key and key.endswith(".weight") else 0.0  # GN scale ~ 1
             tensors[key] = base + 0.1 * torch.randn(shape, generator=gen)
@@ -97,9 +99,13 @@ def random_official_vae(seed: int = 0, widths: tuple[int, ...] = TINY_WIDTHS) ->
     return tensors
 
 
-def write_official_vae(path: Path, seed: int = 0, widths: tuple[int, ...] = TINY_WIDTHS) -> dict:
-    """torch.save({'state_dict': ...}) with the VAE keys plus training-only `loss.*` keys."""
-    tensors = random_official_vae(seed, widths)
+def write_official_vae(
+    path: Path, seed: int = 0, widths: tuple[int, ...] = TINY_WIDTHS, layers: int = 3
+) -> dict:
+    """torch.save({'state_dict': ...}) with the VAE keys plus training-only `loss.*` keys;
+    `layers` resnets per encoder level (one more per decoder level), 3 as the official VAE.
+    """
+    tensors = random_official_vae(seed, widths, layers)
     extra = {
         "loss.logvar": torch.zeros(()),
         "loss.discriminator.main.0.weight": torch.randn(8, 3, 4, 4),
