@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tiny_runs import one_thread_environment
 
 ROOT = Path(__file__).resolve().parents[1]
-# toy-sized ops on a shared 2-core box: a second OpenMP thread mostly waits for the first
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 PHASES = ("T5", "I/O read", "VAE encode", "DiT pass 1", "VAE decode", "I/O write", "end to end")
 
 
@@ -23,7 +21,7 @@ def cpu_run(tmp_path_factory) -> tuple[str, dict]:
     command += ["--paths", "fast", "faithful", "low-vram"]
     done = subprocess.run(
         [*command, "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT,
-        env=ONE_THREAD,
+        env=one_thread_environment(),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout, json.loads(out.read_text())

@@ -4,15 +4,13 @@ so the few device minutes a task may get are not lost to a typo."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from tiny_runs import one_thread_environment
 
 ROOT = Path(__file__).resolve().parents[1]
-# toy-sized ops on a shared 2-core box: a second OpenMP thread mostly waits for the first
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def test_quick_stages_write_their_rows_and_the_table_lists_them_when_run_tiny(
@@ -39,7 +37,7 @@ def test_the_whole_device_script_runs_to_its_table_when_dry_run_on_the_cpu(tmp_p
     out = tmp_path / "quick"
     done = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_quick.sh"), str(out), "--cpu", "--tiny"],
-        capture_output=True, text=True, timeout=600, check=False, env=ONE_THREAD,
+        capture_output=True, text=True, timeout=600, check=False, env=one_thread_environment(),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     log = (out / "gpu_quick.log").read_text()

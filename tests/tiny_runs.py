@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from click.testing import CliRunner
 
 # Small windows (13 frames, stride 8) keep the tiny models fast on two CPU cores.
@@ -20,3 +22,10 @@ def run_cli(args: list[str]) -> tuple[int, str]:
 
     result = CliRunner().invoke(cli, args)
     return result.exit_code, result.output + (result.stderr if result.stderr_bytes else "")
+
+
+def one_thread_environment() -> dict[str, str]:
+    """This process's environment as it is now (the test's isolated caches included), with one
+    OpenMP thread: on two shared cores a second thread mostly waits for the first at every op.
+    """
+    return {**os.environ, "OMP_NUM_THREADS": "1"}

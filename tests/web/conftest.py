@@ -7,7 +7,6 @@ CI runs as root.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tiny_runs import TEST_PRESET
+from tiny_runs import TEST_PRESET, one_thread_environment
 
 from vidrefine.errors import ExitCode
 
@@ -70,14 +69,13 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
 def serve_environment(root: Path) -> dict[str, str]:
     """The environment of a test server: its own caches, no Hub, no analytics."""
     env = {
-        **os.environ,
+        # One compute thread: on two cores beside a busy browser, two OpenMP threads wait for
+        # each other at every op (a 1-minute refine took 48 minutes once); one never waits.
+        **one_thread_environment(),
         "VIDREFINE_CACHE": str(root / "resume"),
         "XDG_CACHE_HOME": str(root / "xdg"),
         "HF_HUB_OFFLINE": "1",
         "GRADIO_ANALYTICS_ENABLED": "False",
-        # One compute thread: on two cores beside a busy browser, two OpenMP threads wait for
-        # each other at every op (a 1-minute refine took 48 minutes once); one never waits.
-        "OMP_NUM_THREADS": "1",
     }
     env.pop("VIDREFINE_WEIGHTS", None)
     return env
